@@ -1,0 +1,337 @@
+"""Configuration (SPEC §2): TOML read with tomllib, validated into typed dataclasses.
+
+Every problem becomes a ConfigError that names the key and the fix; the CLI prints it on one
+line and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+DEFAULT_PATH = "/etc/syncd/config.toml"
+
+CLOUDS = {
+    "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+    "china": ("https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Exactly one of secret / certificate. ``source`` says where it came from (never the value)."""
+
+    kind: str  # "secret" | "certificate"
+    source: str  # e.g. "client_secret_file /run/...", "$SYNCD_CLIENT_SECRET", "client_secret"
+    secret: str | None = field(default=None, repr=False)
+    certificate_pem: bytes | None = field(default=None, repr=False)
+    certificate_file: str | None = None
+
+
+@dataclass(frozen=True)
+class EntraConfig:
+    tenant_id: str
+    client_id: str
+    service_principal_id: str
+    credential: Credential
+    cloud: str = "global"
+    authority_host: str = CLOUDS["global"][0]
+    graph_endpoint: str = CLOUDS["global"][1]
+    ca_bundle: str | None = None
+    client_secret_expires: date | None = None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    interval_minutes: int = 40
+    jitter_seconds: int = 0
+    scope: str = "assigned"
+    group_members: str = "direct"
+    full_sync_every_hours: float = 24
+    deactivation_threshold: int = 500
+    cycle_timeout_minutes: float = 30
+    skip_out_of_scope_deactivations: bool = False
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    email: str = "userPrincipalName"
+    admin_group_aliases: tuple[str, ...] = ("Split_Administrators",)
+    max_group_name_length: int = 24
+
+
+@dataclass(frozen=True)
+class Config:
+    entra: EntraConfig
+    sync: SyncConfig = SyncConfig()
+    mapping: MappingConfig = MappingConfig()
+    store_path: str = "/var/lib/syncd/syncd.db"
+    retention_days: int = 400
+    log_level: str = "info"
+    log_format: str = "text"
+    metrics_textfile: str | None = None
+    path: str | None = None  # where it was read from
+    warnings: tuple[str, ...] = ()
+
+    def with_store(self, path: str) -> Config:
+        return replace(self, store_path=path)
+
+
+# --------------------------------------------------------------------------- schema
+
+_Check = Any  # (key, value) -> converted value, raising ConfigError
+
+
+def _type(expected: type | tuple[type, ...], label: str):
+    def check(key: str, value: Any) -> Any:
+        # bool is an int in Python: refuse it where a number is wanted
+        if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
+            raise ConfigError(f"{key}: expected {label}, got a boolean")
+        if not isinstance(value, expected):
+            raise ConfigError(f"{key}: expected {label}, got {type(value).__name__} {value!r}")
+        return value
+
+    return check
+
+
+def _string(key: str, value: Any) -> str:
+    value = _type(str, "a string")(key, value)
+    if not value.strip():
+        raise ConfigError(f"{key}: must not be empty")
+    return value
+
+
+def _choice(*choices: str):
+    def check(key: str, value: Any) -> str:
+        value = _type(str, "a string")(key, value)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _int_min(minimum: int):
+    def check(key: str, value: Any) -> int:
+        value = _type(int, "a whole number")(key, value)
+        if value < minimum:
+            raise ConfigError(f"{key}: must be {minimum} or more, got {value}")
+        return value
+
+    return check
+
+
+def _number_min(minimum: float, strictly: bool = False):
+    def check(key: str, value: Any) -> float:
+        value = _type((int, float), "a number")(key, value)
+        if value < minimum or (strictly and value == minimum):
+            raise ConfigError(f"{key}: must be {'more than' if strictly else 'at least'} {minimum}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _https_url(key: str, value: Any) -> str:
+    value = _string(key, value)
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ConfigError(f"{key}: {value!r} is not an https:// URL (TLS is required)")
+    return value.rstrip("/")
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{key}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def _date(key: str, value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected a date like 2027-11-28, got {value!r}")
+
+
+SCHEMA: dict[str, dict[str, _Check]] = {
+    "entra": {
+        "tenant_id": _string,
+        "client_id": _string,
+        "service_principal_id": _string,
+        "client_secret_file": _string,
+        "client_certificate_file": _string,
+        "client_secret": _string,
+        "cloud": _choice(*CLOUDS),
+        "authority_host": _https_url,
+        "graph_endpoint": _https_url,
+        "ca_bundle": _string,
+        "client_secret_expires": _date,
+    },
+    "sync": {
+        "interval_minutes": _int_min(1),
+        "jitter_seconds": _int_min(0),
+        "scope": _choice("assigned", "all"),
+        "group_members": _choice("direct", "transitive"),
+        "full_sync_every_hours": _number_min(0, strictly=True),
+        "deactivation_threshold": _int_min(0),
+        "cycle_timeout_minutes": _number_min(0, strictly=True),
+        "skip_out_of_scope_deactivations": _type(bool, "true or false"),
+    },
+    "mapping": {
+        "email": _choice("userPrincipalName", "originalUserPrincipalName", "mail"),
+        "admin_group_aliases": _str_list,
+        "max_group_name_length": _int_min(1),
+    },
+    "store": {"path": _string},
+    "audit": {"retention_days": _int_min(1)},
+    "log": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("text", "json")},
+    "metrics": {"textfile": _string},
+}
+
+
+def resolve_path(cli_path: str | None) -> str:
+    return cli_path or os.environ.get("SYNCD_CONFIG") or DEFAULT_PATH
+
+
+def load(cli_path: str | None = None) -> Config:
+    path = resolve_path(cli_path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} not found: pass --config PATH, set $SYNCD_CONFIG, "
+            f"or copy config.example.toml to {DEFAULT_PATH}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    return parse(data, base_dir=Path(path).resolve().parent, path=path)
+
+
+def parse(data: dict[str, Any], base_dir: Path | None = None, path: str | None = None) -> Config:
+    """Validate a decoded TOML document. Relative file paths resolve against ``base_dir``."""
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
+        if not isinstance(content, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table")
+        values[section] = {}
+        for key, value in content.items():
+            full = f"{section}.{key}"
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{full}: unknown key (known in [{section}]: {', '.join(SCHEMA[section])})")
+            values[section][key] = SCHEMA[section][key](full, value)
+
+    def rel(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() or base_dir is None else base_dir / q)
+
+    entra = values.get("entra", {})
+    for key in ("tenant_id", "client_id", "service_principal_id"):
+        if key not in entra:
+            raise ConfigError(f"entra.{key}: missing (required)")
+    warnings: list[str] = []
+    credential = _credential(entra, rel, warnings)
+    cloud = entra.get("cloud", "global")
+    ca_bundle = entra.get("ca_bundle")
+    if ca_bundle is not None:
+        ca_bundle = rel(ca_bundle)
+        if not os.access(ca_bundle, os.R_OK):
+            raise ConfigError(f"entra.ca_bundle: {ca_bundle} cannot be read")
+    entra_cfg = EntraConfig(
+        tenant_id=entra["tenant_id"].strip(),
+        client_id=entra["client_id"].strip(),
+        service_principal_id=entra["service_principal_id"].strip(),
+        credential=credential,
+        cloud=cloud,
+        authority_host=entra.get("authority_host", CLOUDS[cloud][0]),
+        graph_endpoint=entra.get("graph_endpoint", CLOUDS[cloud][1]),
+        ca_bundle=ca_bundle,
+        client_secret_expires=entra.get("client_secret_expires"),
+    )
+    sync_cfg = SyncConfig(**values.get("sync", {}))
+    mapping_cfg = MappingConfig(**values.get("mapping", {}))
+    store = values.get("store", {})
+    log = values.get("log", {})
+    metrics = values.get("metrics", {})
+    return Config(
+        entra=entra_cfg,
+        sync=sync_cfg,
+        mapping=mapping_cfg,
+        store_path=rel(store.get("path", "/var/lib/syncd/syncd.db")),
+        retention_days=values.get("audit", {}).get("retention_days", 400),
+        log_level=log.get("level", "info"),
+        log_format=log.get("format", "text"),
+        metrics_textfile=rel(metrics["textfile"]) if "textfile" in metrics else None,
+        path=path,
+        warnings=tuple(warnings),
+    )
+
+
+def _credential(entra: dict[str, Any], rel, warnings: list[str]) -> Credential:
+    given = [k for k in ("client_secret_file", "client_certificate_file", "client_secret") if k in entra]
+    env_secret = os.environ.get("SYNCD_CLIENT_SECRET")
+    if len(given) > 1:
+        raise ConfigError(f"entra.{given[1]}: only one credential may be set, but {' and '.join('entra.' + g for g in given)} are")
+    if not given:
+        if env_secret:
+            return Credential("secret", "$SYNCD_CLIENT_SECRET", secret=_strip_newline(env_secret))
+        raise ConfigError(
+            "entra.client_secret_file: missing credential: set one of entra.client_secret_file, "
+            "entra.client_certificate_file, entra.client_secret, or $SYNCD_CLIENT_SECRET"
+        )
+    key = given[0]
+    if key == "client_secret":
+        warnings.append(
+            "entra.client_secret holds the secret in the configuration file: prefer "
+            "entra.client_secret_file (systemd LoadCredential=)"
+        )
+        return Credential("secret", "entra.client_secret", secret=entra[key])
+    path = rel(entra[key])
+    content = _read_private(f"entra.{key}", path, warnings)
+    if key == "client_secret_file":
+        secret = _strip_newline(content.decode("utf-8", errors="replace"))
+        if not secret:
+            raise ConfigError(f"entra.client_secret_file: {path} is empty")
+        return Credential("secret", f"entra.client_secret_file {path}", secret=secret)
+    if b"PRIVATE KEY-----" not in content or b"CERTIFICATE-----" not in content:
+        raise ConfigError(
+            f"entra.client_certificate_file: {path} must be a PEM holding the RSA private key "
+            "and the certificate"
+        )
+    return Credential("certificate", f"entra.client_certificate_file {path}", certificate_pem=content, certificate_file=path)
+
+
+def _read_private(key: str, path: str, warnings: list[str]) -> bytes:
+    try:
+        st = os.stat(path)
+        content = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path} cannot be read ({exc.strerror}): check its owner and mode") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & (stat.S_IROTH | stat.S_IWOTH):
+        warnings.append(f"{key}: {path} is readable by other users: chmod 600 it")
+    return content
+
+
+def _strip_newline(secret: str) -> str:
+    if secret.endswith("\n"):
+        secret = secret[:-1]
+    return secret[:-1] if secret.endswith("\r") else secret

@@ -1,0 +1,158 @@
+"""The data that flows through syncd: what Entra says, what the directory holds, what changes.
+
+Graph (source) -> GraphRead -> EntraView -> plan (pure) -> guards -> apply (store) -> report
+
+Everything here is plain, immutable-where-possible data with no I/O, so the planner can be
+tested without a network or a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# --------------------------------------------------------------------------- Entra side
+
+
+@dataclass(frozen=True, slots=True)
+class EntraUser:
+    """A user as Graph returns it (only the properties syncd selects)."""
+
+    id: str
+    user_principal_name: str | None
+    display_name: str | None
+    mail: str | None
+    account_enabled: bool
+    user_type: str | None = None  # "Member" | "Guest"
+
+
+@dataclass(frozen=True, slots=True)
+class EntraGroup:
+    id: str
+    display_name: str | None
+    security_enabled: bool = True
+
+
+PrincipalType = Literal["User", "Group"]
+MemberType = Literal["user", "group", "other"]
+
+
+@dataclass
+class GraphRead:
+    """One cycle's read from Graph.
+
+    ``full`` reads carry the complete state of users, groups and memberships; incremental
+    reads carry only what changed since the stored delta links (users/groups upserted,
+    ``removed_*`` gone, ``members_added``/``members_removed`` per group). Assignments have
+    no delta in Graph, so they are always complete.
+    """
+
+    full: bool
+    assignments: dict[str, PrincipalType]  # principal id -> type
+    users: dict[str, EntraUser] = field(default_factory=dict)
+    removed_users: set[str] = field(default_factory=set)
+    groups: dict[str, EntraGroup] = field(default_factory=dict)
+    removed_groups: set[str] = field(default_factory=set)
+    # group id -> {member id: member type}
+    members_added: dict[str, dict[str, MemberType]] = field(default_factory=dict)
+    # group id -> {member id}
+    members_removed: dict[str, set[str]] = field(default_factory=dict)
+    # "users" / "groups" -> the @odata.deltaLink to resume from; None when not tracked
+    delta_links: dict[str, str] = field(default_factory=dict)
+    graph_requests: int = 0
+    throttled: int = 0
+
+
+@dataclass
+class EntraView:
+    """What Entra says, as the planner needs it: the resolved mirror of the tenant."""
+
+    users: dict[str, EntraUser]
+    groups: dict[str, EntraGroup]
+    members: dict[str, dict[str, MemberType]]  # group id -> {member id: type} (direct)
+    assignments: dict[str, PrincipalType]
+
+
+# --------------------------------------------------------------------------- local side
+
+UserStatus = Literal["active", "deactivated"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalUser:
+    id: int
+    entra_id: str | None
+    user_name: str
+    display_name: str | None
+    email: str | None
+    status: UserStatus
+    managed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalGroup:
+    id: int
+    entra_id: str | None
+    name: str
+    managed: bool
+
+
+@dataclass
+class Directory:
+    """What the local directory holds."""
+
+    users: dict[int, LocalUser]
+    groups: dict[int, LocalGroup]
+    members: dict[int, set[int]]  # group id -> user ids
+    enabled: bool = False
+    invites: dict[int, str] = field(default_factory=dict)  # open invites: id -> email
+
+    def admin_group(self) -> LocalGroup | None:
+        for g in self.groups.values():
+            if g.name == ADMIN_GROUP:
+                return g
+        return None
+
+
+ADMIN_GROUP = "Administrators"
+
+# --------------------------------------------------------------------------- changes
+
+Action = Literal[
+    "create", "update", "adopt", "deactivate", "reactivate", "delete",
+    "add_member", "remove_member", "revoke", "skip",
+]
+ObjectType = Literal["user", "group", "membership", "invite"]
+EntryStatus = Literal["success", "failure", "skipped", "staged"]
+
+
+@dataclass
+class Change:
+    """One planned change. ``values`` holds the new local values the store must write.
+
+    Users and groups that do not exist locally yet are referred to by their Entra id
+    (``entra_id``); membership changes name the group and user by Entra id when they are
+    managed, else by local id (``group_ref`` / ``user_ref``).
+    """
+
+    action: Action
+    object_type: ObjectType
+    entra_id: str | None
+    name: str
+    local_id: int | None = None
+    reason: str = ""
+    modified: dict[str, tuple[object, object]] = field(default_factory=dict)
+    values: dict[str, object] = field(default_factory=dict)
+    # membership changes: ("entra", id) or ("local", id)
+    group_ref: tuple[str, str | int] | None = None
+    user_ref: tuple[str, str | int] | None = None
+    status: EntryStatus = "success"
+    error: bool = False  # a "skip" that is an error (R5, R9, R10) makes the cycle partial
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    errors: list[str] = field(default_factory=list)
+    # how many users the read puts in scope (for the suspicious-read guard)
+    in_scope_users: int = 0

@@ -1,0 +1,462 @@
+"""The planner: SPEC §1 rules R1-R13 as pure functions.
+
+``plan(entra, directory, settings)`` turns what Entra says (EntraView) and what the local
+directory holds (Directory) into the list of changes that makes the directory match. No I/O,
+no clock, no globals: the same inputs always give the same plan. Each rule lives in a
+function named after it so it is easy to find; guards (R12, R15) are in ``guards.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..model import (
+    ADMIN_GROUP,
+    Change,
+    Directory,
+    EntraGroup,
+    EntraUser,
+    EntraView,
+    LocalGroup,
+    LocalUser,
+    Plan,
+)
+from .settings import PlanSettings
+
+# --------------------------------------------------------------------------- R1 scope
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who and what is in scope, and why (``explain`` shows the reasons)."""
+
+    users: dict[str, str]  # entra user id -> why it is in scope
+    groups: set[str]  # entra group ids in scope
+    # group id -> in-scope user members (direct, or transitive in that mode)
+    group_users: dict[str, set[str]]
+
+
+def r1_scope(entra: EntraView, settings: PlanSettings) -> Scope:
+    """R1: who is in scope: assigned users + user members of assigned groups, or everyone."""
+    if settings.scope == "all":
+        groups = {gid for gid, g in entra.groups.items() if g.security_enabled}
+        users = {uid: "scope is all users" for uid in entra.users}
+    else:
+        groups = {pid for pid, kind in entra.assignments.items() if kind == "Group" and pid in entra.groups}
+        users = {
+            pid: "assigned to the application directly"
+            for pid, kind in entra.assignments.items()
+            if kind == "User" and pid in entra.users
+        }
+    transitive = settings.group_members == "transitive"
+    group_users: dict[str, set[str]] = {}
+    for gid in sorted(groups):
+        members = _user_members(entra, gid, transitive)
+        group_users[gid] = members
+        if settings.scope != "all":
+            name = entra.groups[gid].display_name or gid
+            for uid in sorted(members):
+                users.setdefault(uid, f"member of assigned group {name!r}")
+    return Scope(users=users, groups=groups, group_users=group_users)
+
+
+def _user_members(entra: EntraView, gid: str, transitive: bool) -> set[str]:
+    """User members of a group: direct only (Entra's rule) or through nested groups too."""
+    found: set[str] = set()
+    seen = {gid}
+    todo = [gid]
+    while todo:
+        for mid, kind in entra.members.get(todo.pop(), {}).items():
+            if kind == "user" and mid in entra.users:
+                found.add(mid)
+            elif kind == "group" and transitive and mid not in seen:
+                seen.add(mid)  # nesting can loop in Entra: visit each group once
+                todo.append(mid)
+    return found
+
+
+# --------------------------------------------------------------------------- R5 attributes
+
+
+def guest_upn(upn: str) -> str:
+    """B2B guests: ``alias_theirdomain.com#EXT#@tenant.onmicrosoft.com`` -> ``alias@theirdomain.com``."""
+    head, sep, _ = upn.partition("#EXT#")
+    if not sep or "_" not in head:
+        return upn
+    alias, _, domain = head.rpartition("_")
+    return f"{alias}@{domain}"
+
+
+@dataclass(frozen=True)
+class MappedUser:
+    user_name: str
+    display_name: str | None
+    email: str
+
+
+def r5_map_attributes(user: EntraUser, settings: PlanSettings) -> MappedUser | str:
+    """R5: local attributes from Entra; returns an error text when the mapped one is missing."""
+    upn = (user.user_principal_name or "").strip()
+    if not upn:
+        return f"user {user.id} has no userPrincipalName: skipped"
+    if settings.email == "mail":
+        email = (user.mail or "").strip()
+        if not email:
+            return f"user {upn} ({user.id}) has no value for the mapped attribute mail: skipped"
+    elif settings.email == "originalUserPrincipalName":
+        email = upn
+    else:
+        email = guest_upn(upn)
+    return MappedUser(user_name=guest_upn(upn), display_name=user.display_name, email=email)
+
+
+# --------------------------------------------------------------------------- R8 names
+
+
+def local_group_name(group: EntraGroup, settings: PlanSettings) -> str | None:
+    """R8: the admin aliases (and ``Administrators``) map to the reserved local group."""
+    name = (group.display_name or "").strip()
+    if not name:
+        return None
+    aliases = {a.casefold() for a in settings.admin_group_aliases} | {ADMIN_GROUP.casefold()}
+    return ADMIN_GROUP if name.casefold() in aliases else name
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+class _Planner:
+    def __init__(self, entra: EntraView, directory: Directory, settings: PlanSettings):
+        self.entra = entra
+        self.dir = directory
+        self.settings = settings
+        self.changes: list[Change] = []
+        self.errors: list[str] = []
+        self.by_entra_user: dict[str, LocalUser] = {u.entra_id: u for u in directory.users.values() if u.entra_id}
+        self.by_entra_group: dict[str, LocalGroup] = {g.entra_id: g for g in directory.groups.values() if g.entra_id}
+        # entra user id -> the state it will have: "active" users get group memberships
+        self.final_active: set[str] = set()
+        self.deactivating: set[int] = set()  # local ids leaving their groups by deactivation
+
+    # ---- users: R2-R6
+    def users(self, scope: Scope) -> None:
+        taken_names: dict[str, int | str] = {}
+        for u in self.dir.users.values():
+            taken_names.setdefault(u.user_name.casefold(), u.id)
+        unmanaged = _unmanaged_index(self.dir.users.values())
+        for uid in sorted(scope.users):
+            self.user_in_scope(self.entra.users[uid], taken_names, unmanaged)
+        # R3: managed users that left scope or were deleted in Entra
+        for local in sorted(self.by_entra_user.values(), key=lambda u: u.id):
+            if local.entra_id in scope.users or local.status != "active":
+                continue
+            entra_user = self.entra.users.get(local.entra_id or "")
+            if entra_user is None:
+                self.deactivate(local, "deleted in Entra ID (or soft-deleted)")
+            elif not entra_user.account_enabled:
+                self.deactivate(local, "disabled in Entra ID (accountEnabled is false)")
+            elif not self.settings.skip_out_of_scope_deactivations:
+                self.deactivate(local, "left scope: no longer assigned to the application, directly or through a group")
+
+    def user_in_scope(self, user: EntraUser, taken_names: dict[str, int | str], unmanaged: dict[str, LocalUser]) -> None:
+        mapped = r5_map_attributes(user, self.settings)
+        local = self.by_entra_user.get(user.id)
+        name = user.user_principal_name or user.id
+        if isinstance(mapped, str):
+            self.skip_error("user", user.id, name, mapped)
+            return
+        if local is None:
+            if not user.account_enabled:
+                return  # R2: a disabled user is never created (nor adopted)
+            # R6: adopt an unmanaged local user with the same user_name or email
+            adoptee = unmanaged.get(mapped.email.casefold())
+            if adoptee is not None and adoptee.entra_id is None:
+                del unmanaged[mapped.email.casefold()]
+                self.r6_adopt(adoptee, user, mapped)
+                return
+            holder = taken_names.get(mapped.user_name.casefold())
+            if holder is not None:
+                self.skip_error(
+                    "user", user.id, mapped.user_name,
+                    f"user_name {mapped.user_name} is already taken by local user {holder}: skipped",
+                )
+                return
+            taken_names[mapped.user_name.casefold()] = user.id
+            self.changes.append(
+                Change(
+                    "create", "user", user.id, mapped.user_name,
+                    reason="in scope and enabled in Entra ID, no matching local user",
+                    modified=_diff({}, _user_values(mapped, "active")),
+                    values=_user_values(mapped, "active"),
+                )
+            )
+            self.final_active.add(user.id)
+            return
+        current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
+        if not user.account_enabled:
+            if local.status == "active":
+                self.deactivate(local, "disabled in Entra ID (accountEnabled is false)", mapped)
+            else:
+                self.update_user(local, mapped, "deactivated", current)
+            return
+        self.final_active.add(user.id)
+        if local.status == "deactivated":
+            # R4: the same local record comes back
+            target = _user_values(mapped, "active")
+            self.changes.append(
+                Change(
+                    "reactivate", "user", user.id, mapped.user_name, local_id=local.id,
+                    reason="back in scope and enabled in Entra ID",
+                    modified=_diff(current, target), values=target,
+                )
+            )
+        else:
+            self.update_user(local, mapped, "active", current)
+
+    def update_user(self, local: LocalUser, mapped: MappedUser, status: str, current: dict) -> None:
+        target = _user_values(mapped, status)
+        modified = _diff(current, target)
+        if modified:
+            self.changes.append(
+                Change(
+                    "update", "user", local.entra_id, mapped.user_name, local_id=local.id,
+                    reason="attributes changed in Entra ID", modified=modified, values=target,
+                )
+            )
+
+    def r6_adopt(self, local: LocalUser, user: EntraUser, mapped: MappedUser) -> None:
+        current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
+        target = _user_values(mapped, "active")
+        self.changes.append(
+            Change(
+                "adopt", "user", user.id, mapped.user_name, local_id=local.id,
+                reason=f"unmanaged local user {local.user_name} matches {mapped.email}: now managed by Entra ID",
+                modified=_diff(current, target), values=target,
+            )
+        )
+        self.final_active.add(user.id)
+
+    def deactivate(self, local: LocalUser, reason: str, mapped: MappedUser | None = None) -> None:
+        current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
+        target = _user_values(mapped, "deactivated") if mapped else {**current, "status": "deactivated"}
+        self.deactivating.add(local.id)
+        self.changes.append(
+            Change(
+                "deactivate", "user", local.entra_id, local.user_name, local_id=local.id,
+                reason=reason, modified=_diff(current, target), values=target,
+            )
+        )
+
+    # ---- groups: R7-R10
+    def groups(self, scope: Scope) -> dict[str, tuple[str, LocalGroup | None]]:
+        """Plan group creates/adoptions/renames/deletes; return the groups whose members to sync."""
+        wanted: dict[str, list[tuple[str, str]]] = {}  # casefolded local name -> [(entra id, local name)]
+        for gid in sorted(scope.groups):
+            group = self.entra.groups[gid]
+            name = local_group_name(group, self.settings)
+            if name is None:
+                self.skip_error("group", gid, gid, f"group {gid} has no displayName: not provisioned")
+                continue
+            if name != ADMIN_GROUP and len(name) > self.settings.max_group_name_length:
+                self.skip_error(
+                    "group", gid, name,
+                    f"group {name!r} is {len(name)} characters long, over the limit of "
+                    f"{self.settings.max_group_name_length} (mapping.max_group_name_length): not provisioned; "
+                    "its members are still provisioned as users",
+                )
+                continue
+            wanted.setdefault(name.casefold(), []).append((gid, name))
+
+        provisioned: dict[str, tuple[str, LocalGroup | None]] = {}
+        conflicted: set[str] = set()
+        for entries in wanted.values():
+            if len(entries) > 1:
+                ids = ", ".join(gid for gid, _ in entries)
+                names = " and ".join(repr(self.entra.groups[gid].display_name) for gid, _ in entries)
+                for gid, name in entries:
+                    conflicted.add(gid)
+                    self.skip_error(
+                        "group", gid, name,
+                        f"conflict: groups {names} ({ids}) all map to the local group {name!r}: "
+                        "none is provisioned until one is renamed or unassigned (R10)",
+                    )
+                continue
+            gid, name = entries[0]
+            provisioned[gid] = (name, self.by_entra_group.get(gid))
+
+        # R11: managed groups that left scope (or were deleted) go; Administrators only stops being managed
+        names_in_use = {g.name.casefold(): g for g in self.dir.groups.values()}
+        for local in sorted(self.by_entra_group.values(), key=lambda g: g.id):
+            if local.entra_id in scope.groups:
+                continue
+            gone = local.entra_id not in self.entra.groups
+            why = "deleted in Entra ID" if gone else "no longer assigned to the application"
+            if local.name == ADMIN_GROUP:
+                self.changes.append(
+                    Change(
+                        "update", "group", local.entra_id, local.name, local_id=local.id,
+                        reason=f"its Entra group was {why}: {ADMIN_GROUP} is kept with its members, no longer managed",
+                        modified={"managed": (True, False)}, values={"managed": False, "entra_id": None},
+                    )
+                )
+                names_in_use[local.name.casefold()] = LocalGroup(local.id, None, local.name, False)
+            else:
+                del names_in_use[local.name.casefold()]
+                self.changes.append(
+                    Change("delete", "group", local.entra_id, local.name, local_id=local.id, reason=f"{why}: removed locally")
+                )
+
+        result: dict[str, tuple[str, LocalGroup | None]] = {}
+        for gid, (name, local) in sorted(provisioned.items()):
+            holder = names_in_use.get(name.casefold())
+            if local is not None:
+                if local.name != name and local.name != ADMIN_GROUP:
+                    if holder is not None and holder.id != local.id:
+                        self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {holder.id} has that name")
+                    else:
+                        del names_in_use[local.name.casefold()]
+                        names_in_use[name.casefold()] = local
+                        self.changes.append(
+                            Change(
+                                "update", "group", gid, name, local_id=local.id, reason="renamed in Entra ID",
+                                modified={"name": (local.name, name)}, values={"name": name},
+                            )
+                        )
+                result[gid] = (name, local)
+            elif holder is not None:
+                if holder.managed and holder.entra_id != gid:
+                    self.skip_error("group", gid, name, f"local group {holder.name!r} is already managed by Entra group {holder.entra_id}: not provisioned")
+                    continue
+                self.changes.append(
+                    Change(
+                        "adopt", "group", gid, holder.name, local_id=holder.id,
+                        reason=f"unmanaged local group {holder.name!r} has the same name: now managed by Entra ID",
+                        values={"managed": True},
+                    )
+                )
+                result[gid] = (holder.name, holder)
+            else:
+                names_in_use[name.casefold()] = LocalGroup(-1, gid, name, True)
+                self.changes.append(
+                    Change("create", "group", gid, name, reason="assigned to the application", modified={"name": (None, name)}, values={"name": name})
+                )
+                result[gid] = (name, None)
+        return result
+
+    # ---- memberships: R11
+    def memberships(self, scope: Scope, groups: dict[str, tuple[str, LocalGroup | None]]) -> None:
+        users_by_id = self.dir.users
+        for gid, (name, local) in sorted(groups.items()):
+            wanted = {uid for uid in scope.group_users.get(gid, ()) if uid in self.final_active}
+            current: set[int] = set(self.dir.members.get(local.id, ())) if local else set()
+            current_entra = {}
+            for lid in current:
+                lu = users_by_id.get(lid)
+                if lu is not None:
+                    current_entra[lid] = lu.entra_id
+            for uid in sorted(wanted):
+                lu = self.by_entra_user.get(uid)
+                if lu is not None and lu.id in current:
+                    continue
+                self.changes.append(
+                    Change(
+                        "add_member", "membership", gid, f"{name} / {self._user_name(uid)}",
+                        reason="member in Entra ID", group_ref=_gref(gid, local), user_ref=_uref(uid, lu),
+                        values={"user_entra_id": uid},
+                    )
+                )
+            for lid in sorted(current):
+                if lid in self.deactivating:
+                    continue  # the deactivation takes the user out of its groups
+                lu = users_by_id.get(lid)
+                if lu is None or (lu.entra_id in wanted):
+                    continue
+                if lu.status != "active" and lu.entra_id not in self.final_active:
+                    why = "deactivated users leave their groups"
+                elif lu.entra_id is None:
+                    why = "not a member in Entra ID (unmanaged local user)"
+                else:
+                    why = "no longer a member in Entra ID"
+                self.changes.append(
+                    Change(
+                        "remove_member", "membership", gid, f"{name} / {lu.user_name}", reason=why,
+                        group_ref=_gref(gid, local), user_ref=("local", lid),
+                        values={"user_entra_id": lu.entra_id},
+                    )
+                )
+
+    def _user_name(self, uid: str) -> str:
+        mapped = r5_map_attributes(self.entra.users[uid], self.settings)
+        return mapped.user_name if isinstance(mapped, MappedUser) else uid
+
+    # ---- invites: R13
+    def r13_revoke_invites(self) -> None:
+        if self.dir.enabled:
+            return
+        for iid, email in sorted(self.dir.invites.items()):
+            self.changes.append(
+                Change("revoke", "invite", None, email, local_id=iid, reason="sync with Entra ID is enabled: open invites are revoked")
+            )
+
+    def skip_error(self, object_type: str, entra_id: str, name: str, message: str) -> None:
+        self.errors.append(message)
+        self.changes.append(Change("skip", object_type, entra_id, name, reason=message, status="skipped", error=True))  # type: ignore[arg-type]
+
+
+def _unmanaged_index(users: Iterable[LocalUser]) -> dict[str, LocalUser]:
+    index: dict[str, LocalUser] = {}
+    for u in sorted(users, key=lambda u: u.id):
+        if u.entra_id is None:
+            for key in (u.user_name, u.email):
+                if key:
+                    index.setdefault(key.casefold(), u)
+    return index
+
+
+def _user_values(mapped: MappedUser, status: str) -> dict[str, object]:
+    return {"user_name": mapped.user_name, "display_name": mapped.display_name, "email": mapped.email, "status": status}
+
+
+def _diff(current: dict, target: dict) -> dict[str, tuple[object, object]]:
+    return {k: (current.get(k), v) for k, v in target.items() if current.get(k) != v}
+
+
+def _gref(gid: str, local: LocalGroup | None) -> tuple[str, str | int]:
+    return ("local", local.id) if local is not None else ("entra", gid)
+
+
+def _uref(uid: str, local: LocalUser | None) -> tuple[str, str | int]:
+    return ("local", local.id) if local is not None else ("entra", uid)
+
+
+_ORDER = {
+    ("group", "delete"): -1,  # first, so a new group may take a freed name
+    ("group", "create"): 0, ("group", "adopt"): 0, ("group", "update"): 1,
+    ("user", "create"): 2, ("user", "adopt"): 2, ("user", "reactivate"): 2, ("user", "update"): 3,
+    ("membership", "add_member"): 4, ("membership", "remove_member"): 5,
+    ("user", "deactivate"): 6, ("invite", "revoke"): 8,
+}
+
+
+def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan:
+    """The whole plan, in the order the store applies it."""
+    planner = _Planner(entra, directory, settings)
+    scope = r1_scope(entra, settings)
+    planner.users(scope)
+    groups = planner.groups(scope)
+    planner.memberships(scope, groups)
+    planner.r13_revoke_invites()
+    changes = sorted(planner.changes, key=lambda c: _ORDER.get((c.object_type, c.action), 9))
+    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled)
+    return Plan(changes=changes, errors=planner.errors, in_scope_users=in_scope)
+
+
+def restrict(p: Plan, users: set[str], groups: set[str]) -> Plan:
+    """Provision on demand: keep only the changes touching the given Entra users and groups."""
+    kept = []
+    for c in p.changes:
+        if c.object_type == "user" and c.entra_id in users or c.object_type == "group" and c.entra_id in groups or c.object_type == "membership" and (c.entra_id in groups or c.values.get("user_entra_id") in users):
+            kept.append(c)
+    errors = [c.reason for c in kept if c.error]
+    return Plan(changes=kept, errors=errors, in_scope_users=p.in_scope_users)

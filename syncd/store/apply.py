@@ -1,0 +1,137 @@
+"""Apply a guarded plan to the directory, inside the cycle's transaction.
+
+Each change is applied on its own; one that the database refuses is marked ``failure`` and the
+rest go on (the cycle ends ``partial``). Staged and held changes are not applied.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..model import Change
+from .db import Store
+
+
+class Applier:
+    def __init__(self, store: Store, cycle_id: str, now: str):
+        self.c = store.conn
+        self.cycle_id = cycle_id
+        self.now = now
+        self.group_ids: dict[str, int] = {}
+        self.user_ids: dict[str, int] = {}
+
+    def apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.status == "staged":
+                self._stage(change)
+                continue
+            if change.status != "success" or change.action == "skip":
+                continue
+            try:
+                self.c.execute("SAVEPOINT change")
+                getattr(self, f"_{change.object_type}_{change.action}")(change)
+                self.c.execute("RELEASE change")
+            except (sqlite3.Error, LookupError) as exc:
+                self.c.execute("ROLLBACK TO change")
+                self.c.execute("RELEASE change")
+                change.status = "failure"
+                change.reason = f"{change.reason}; failed: {exc}"
+
+    # ---- users
+    def _user_create(self, ch: Change) -> None:
+        v = ch.values
+        cur = self.c.execute(
+            "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+            " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)",
+            (ch.entra_id, v["user_name"], v["display_name"], v["email"], self.now, self.now, self.cycle_id),
+        )
+        ch.local_id = cur.lastrowid
+        self.user_ids[ch.entra_id or ""] = cur.lastrowid or 0
+
+    def _update_user_row(self, ch: Change, extra: str = "") -> None:
+        v = ch.values
+        self.c.execute(
+            f"UPDATE users SET user_name = ?, display_name = ?, email = ?, status = ?, updated_at = ?, last_cycle_id = ?{extra}"
+            " WHERE id = ?",
+            (v["user_name"], v["display_name"], v["email"], v["status"], self.now, self.cycle_id, ch.local_id),
+        )
+
+    def _user_adopt(self, ch: Change) -> None:
+        self.c.execute("UPDATE users SET entra_id = ?, managed = 1 WHERE id = ?", (ch.entra_id, ch.local_id))
+        self._update_user_row(ch)
+
+    def _user_update(self, ch: Change) -> None:
+        self._update_user_row(ch)
+
+    _user_reactivate = _user_update
+
+    def _user_deactivate(self, ch: Change) -> None:
+        self._update_user_row(ch)
+        # a deactivated user leaves its groups (R11); the entry records which
+        groups = [r[0] for r in self.c.execute(
+            "SELECT g.name FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name",
+            (ch.local_id,),
+        )]
+        if groups:
+            self.c.execute("DELETE FROM memberships WHERE user_id = ?", (ch.local_id,))
+            ch.modified["groups"] = (groups, [])
+        self.c.execute("DELETE FROM staged_deactivations WHERE user_id = ?", (ch.local_id,))
+
+    def _stage(self, ch: Change) -> None:
+        self.c.execute(
+            "INSERT OR REPLACE INTO staged_deactivations (entra_id, user_id, cycle_id, reason) VALUES (?, ?, ?, ?)",
+            (ch.entra_id, ch.local_id, self.cycle_id, ch.reason),
+        )
+
+    # ---- groups
+    def _group_create(self, ch: Change) -> None:
+        cur = self.c.execute(
+            "INSERT INTO groups (entra_id, name, managed, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
+            (ch.entra_id, ch.values["name"], self.now, self.now),
+        )
+        ch.local_id = cur.lastrowid
+        self.group_ids[ch.entra_id or ""] = cur.lastrowid or 0
+
+    def _group_adopt(self, ch: Change) -> None:
+        self.c.execute(
+            "UPDATE groups SET entra_id = ?, managed = 1, updated_at = ? WHERE id = ?", (ch.entra_id, self.now, ch.local_id)
+        )
+
+    def _group_update(self, ch: Change) -> None:
+        if "name" in ch.values:
+            self.c.execute("UPDATE groups SET name = ?, updated_at = ? WHERE id = ?", (ch.values["name"], self.now, ch.local_id))
+        if ch.values.get("managed") is False:
+            self.c.execute("UPDATE groups SET managed = 0, entra_id = NULL, updated_at = ? WHERE id = ?", (self.now, ch.local_id))
+
+    def _group_delete(self, ch: Change) -> None:
+        self.c.execute("DELETE FROM memberships WHERE group_id = ?", (ch.local_id,))
+        self.c.execute("DELETE FROM groups WHERE id = ?", (ch.local_id,))
+
+    # ---- memberships
+    def _resolve(self, ref: tuple[str, str | int] | None, table: dict[str, int], kind: str) -> int:
+        if ref is None:
+            raise LookupError(f"no {kind} given")
+        where, key = ref
+        if where == "local":
+            return int(key)
+        if key in table:
+            return table[key]  # type: ignore[index]
+        sql = "SELECT id FROM users WHERE entra_id = ?" if kind == "user" else "SELECT id FROM groups WHERE entra_id = ?"
+        row = self.c.execute(sql, (key,)).fetchone()
+        if row is None:
+            raise LookupError(f"the {kind} {key} is not in the local directory (its own change failed)")
+        return row[0]
+
+    def _membership_add_member(self, ch: Change) -> None:
+        gid = self._resolve(ch.group_ref, self.group_ids, "group")
+        uid = self._resolve(ch.user_ref, self.user_ids, "user")
+        self.c.execute("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)", (gid, uid))
+
+    def _membership_remove_member(self, ch: Change) -> None:
+        gid = self._resolve(ch.group_ref, self.group_ids, "group")
+        uid = self._resolve(ch.user_ref, self.user_ids, "user")
+        self.c.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (gid, uid))
+
+    # ---- invites (R13)
+    def _invite_revoke(self, ch: Change) -> None:
+        self.c.execute("UPDATE invites SET status = 'revoked', updated_at = ? WHERE id = ? AND status = 'open'", (self.now, ch.local_id))

@@ -1,0 +1,204 @@
+"""The SQLite store: the local directory, the Entra mirror, sync state and the audit trail.
+
+One cycle is one ``BEGIN IMMEDIATE … COMMIT``: the mirror update, the directory changes, the
+new delta links and the cycle's report land together or not at all (R16). The file and its
+WAL are created private to the service user (0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import SyncdError
+from ..model import (
+    ADMIN_GROUP,
+    Directory,
+    EntraGroup,
+    EntraUser,
+    EntraView,
+    GraphRead,
+    LocalGroup,
+    LocalUser,
+)
+from .schema import migrate
+
+
+class StoreError(SyncdError):
+    pass
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file (and its directory) before SQLite does, with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            pass
+
+
+class Store:
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create or readonly:
+                raise StoreError(f"no store at {path}: run `syncd sync` first (or check store.path)")
+            _private_file(self.path)
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                # a committed cycle (and its report) must survive a crash of the host, not just the process
+                conn.execute("PRAGMA synchronous = FULL")
+                migrate(conn)
+                self._ensure_administrators(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the store {path} cannot be opened: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _ensure_administrators(conn: sqlite3.Connection) -> None:
+        # R12: the directory always has an Administrators group, created empty and unmanaged
+        if conn.execute("SELECT 1 FROM groups WHERE name = ?", (ADMIN_GROUP,)).fetchone() is None:
+            now = utcnow()
+            conn.execute(
+                "INSERT INTO groups (name, managed, created_at, updated_at) VALUES (?, 0, ?, ?)",
+                (ADMIN_GROUP, now, now),
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once so a reader never has to upgrade."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def enabled(self) -> bool:
+        return self.get_meta("enabled") == "1"
+
+    def delta_links(self) -> dict[str, str]:
+        raw = self.get_meta("delta_links")
+        return json.loads(raw) if raw else {}
+
+    # ------------------------------------------------------------------ reading
+
+    def load_directory(self) -> Directory:
+        users = {
+            r[0]: LocalUser(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            for r in self.conn.execute(
+                "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
+            )
+        }
+        groups = {
+            r[0]: LocalGroup(r[0], r[1], r[2], bool(r[3]))
+            for r in self.conn.execute("SELECT id, entra_id, name, managed FROM groups")
+        }
+        members: dict[int, set[int]] = {}
+        for gid, uid in self.conn.execute("SELECT group_id, user_id FROM memberships"):
+            members.setdefault(gid, set()).add(uid)
+        invites = dict(self.conn.execute("SELECT id, email FROM invites WHERE status = 'open'").fetchall())
+        return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
+
+    def load_entra_view(self) -> EntraView:
+        users = {
+            r[0]: EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
+            for r in self.conn.execute("SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users")
+        }
+        groups = {
+            r[0]: EntraGroup(r[0], r[1], bool(r[2]))
+            for r in self.conn.execute("SELECT id, display_name, security_enabled FROM entra_groups")
+        }
+        members: dict[str, dict] = {}
+        for gid, mid, kind in self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members"):
+            members.setdefault(gid, {})[mid] = kind
+        assignments = dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
+        return EntraView(users=users, groups=groups, members=members, assignments=assignments)
+
+    # ------------------------------------------------------------------ the mirror
+
+    def apply_read(self, read: GraphRead, *, on_demand: bool = False) -> None:
+        """Fold one Graph read into the mirror (inside the cycle's transaction).
+
+        ``on_demand`` reads refresh only the objects they carry: a group read on demand
+        carries its complete member list, and nothing else is dropped.
+        """
+        c = self.conn
+        if read.full and not on_demand:
+            for table in ("entra_users", "entra_groups", "entra_members"):
+                c.execute(f"DELETE FROM {table}")
+        c.executemany(
+            "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
+            ((u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in read.users.values()),
+        )
+        c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
+        c.executemany(
+            "INSERT OR REPLACE INTO entra_groups (id, display_name, security_enabled) VALUES (?, ?, ?)",
+            ((g.id, g.display_name, int(g.security_enabled)) for g in read.groups.values()),
+        )
+        for gid in read.removed_groups:
+            c.execute("DELETE FROM entra_groups WHERE id = ?", (gid,))
+            c.execute("DELETE FROM entra_members WHERE group_id = ?", (gid,))
+        if on_demand:
+            c.executemany(
+                "DELETE FROM entra_members WHERE group_id = ?", ((gid,) for gid in read.members_added if gid in read.groups)
+            )
+        c.executemany(
+            "INSERT OR REPLACE INTO entra_members (group_id, member_id, member_type) VALUES (?, ?, ?)",
+            ((gid, mid, kind) for gid, ms in read.members_added.items() for mid, kind in ms.items()),
+        )
+        c.executemany(
+            "DELETE FROM entra_members WHERE group_id = ? AND member_id = ?",
+            ((gid, mid) for gid, ms in read.members_removed.items() for mid in ms),
+        )
+        c.execute("DELETE FROM entra_assignments")
+        c.executemany(
+            "INSERT INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
+            read.assignments.items(),
+        )
+
+
+def utcnow() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,144 @@
+"""The SQLite schema and its migrations.
+
+``MIGRATIONS[n]`` takes a store from version n to n+1; ``PRAGMA user_version`` records where a
+store is. A store made by a newer syncd is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import SyncdError
+
+V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+
+-- the local directory
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    entra_id TEXT UNIQUE,
+    user_name TEXT NOT NULL,
+    display_name TEXT,
+    email TEXT,
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deactivated')),
+    managed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_cycle_id TEXT
+);
+CREATE INDEX users_user_name ON users (user_name COLLATE NOCASE);
+CREATE INDEX users_email ON users (email COLLATE NOCASE);
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY,
+    entra_id TEXT UNIQUE,
+    name TEXT NOT NULL,
+    managed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX groups_name ON groups (name COLLATE NOCASE);
+CREATE TABLE memberships (
+    group_id INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_user ON memberships (user_id);
+CREATE TABLE invites (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'revoked', 'accepted')),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- the mirror of Entra, kept current by delta reads
+CREATE TABLE entra_users (
+    id TEXT PRIMARY KEY,
+    upn TEXT,
+    display_name TEXT,
+    mail TEXT,
+    enabled INTEGER NOT NULL,
+    user_type TEXT
+) WITHOUT ROWID;
+CREATE TABLE entra_groups (
+    id TEXT PRIMARY KEY,
+    display_name TEXT,
+    security_enabled INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE entra_members (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    member_type TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+CREATE TABLE entra_assignments (
+    principal_id TEXT PRIMARY KEY,
+    principal_type TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- deactivations held back by R15, waiting for --approve-deactivations
+CREATE TABLE staged_deactivations (
+    entra_id TEXT PRIMARY KEY,
+    user_id INTEGER,
+    cycle_id TEXT NOT NULL,
+    reason TEXT
+);
+
+-- audit: one row per cycle, one per entry
+CREATE TABLE cycles (
+    seq INTEGER PRIMARY KEY,
+    cycle_id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
+    document TEXT NOT NULL,      -- the canonical JSON of the report (SPEC §4) without entries
+    entry_count INTEGER NOT NULL,
+    hash TEXT NOT NULL,          -- sha256 over document, entries and prev_hash
+    prev_hash TEXT NOT NULL
+);
+CREATE INDEX cycles_started ON cycles (started_at);
+CREATE TABLE entries (
+    cycle_seq INTEGER NOT NULL REFERENCES cycles (seq) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    entry TEXT NOT NULL,         -- canonical JSON of one entry
+    PRIMARY KEY (cycle_seq, n)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SyncdError(
+            f"the store was written by a newer syncd (schema {version}, this one knows {SCHEMA_VERSION}): "
+            "upgrade syncd"
+        )
+    for n in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[n]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {n + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    out, buf = [], []
+    for line in script.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        buf.append(stripped)
+        if stripped.endswith(";") and sqlite3.complete_statement("\n".join(buf)):
+            out.append("\n".join(buf))
+            buf = []
+    return out
