@@ -335,3 +335,33 @@ def _strip_newline(secret: str) -> str:
     if secret.endswith("\n"):
         secret = secret[:-1]
     return secret[:-1] if secret.endswith("\r") else secret
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """What the configuration resolved to, for ``check-config``: never a secret's value."""
+    e = config.entra
+    return {
+        "path": config.path,
+        "entra": {
+            "tenant_id": e.tenant_id,
+            "client_id": e.client_id,
+            "service_principal_id": e.service_principal_id,
+            "credential": f"{e.credential.kind} from {e.credential.source}",
+            "cloud": e.cloud,
+            "authority_host": e.authority_host,
+            "graph_endpoint": e.graph_endpoint,
+            "ca_bundle": e.ca_bundle,
+            "client_secret_expires": e.client_secret_expires.isoformat() if e.client_secret_expires else None,
+        },
+        "sync": {k: getattr(config.sync, k) for k in config.sync.__dataclass_fields__},
+        "mapping": {
+            "email": config.mapping.email,
+            "admin_group_aliases": list(config.mapping.admin_group_aliases),
+            "max_group_name_length": config.mapping.max_group_name_length,
+        },
+        "store": {"path": config.store_path},
+        "audit": {"retention_days": config.retention_days},
+        "log": {"level": config.log_level, "format": config.log_format},
+        "metrics": {"textfile": config.metrics_textfile},
+        "warnings": list(config.warnings),
+    }

@@ -1,0 +1,209 @@
+"""One sync cycle: read (Graph) -> plan (pure) -> guards -> apply (store) -> report.
+
+The read happens outside any database transaction; everything after it, the mirror update,
+the directory changes, the delta links and the report, commits as one transaction (R16). A
+read that fails in any way applies nothing and leaves a ``failed`` report (R14).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .config import Config
+from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
+from .lock import cycle_lock
+from .model import GraphRead
+from .plan.guards import apply_guards
+from .plan.rules import plan, restrict
+from .plan.settings import PlanSettings
+from .report.model import CycleReport
+from .store.apply import Applier
+from .store.audit import save_report
+from .store.db import Store
+
+log = logging.getLogger("syncd.cycle")
+
+EXIT_BY_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "held": EXIT_HELD, "failed": EXIT_FAILED}
+
+
+@dataclass
+class CycleOptions:
+    dry_run: bool = False
+    full: bool = False
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    approve_deactivations: bool = False
+    trigger: str = "manual"  # manual | schedule
+    wait: float = 0
+    command: str = "syncd sync"
+
+
+# (config, delta links or None, progress) -> GraphRead; (config, users, groups, progress) -> GraphRead
+Reader = Callable[..., GraphRead]
+Progress = Callable[[str, int], None] | None
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction to roll a dry run back."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_cycle_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def default_reader(config: Config, delta_links: dict[str, str] | None, progress: Progress = None) -> GraphRead:
+    from .source.graph import read_graph  # msgraph is heavy: only cycles import it
+
+    return read_graph(config.entra, delta_links, timeout_s=config.sync.cycle_timeout_minutes * 60, progress=progress)
+
+
+def default_on_demand_reader(config: Config, users: list[str], groups: list[str], progress: Progress = None) -> GraphRead:
+    from .source.graph import read_on_demand_graph
+
+    return read_on_demand_graph(config.entra, users, groups, timeout_s=config.sync.cycle_timeout_minutes * 60)
+
+
+def run_cycle(
+    config: Config,
+    options: CycleOptions,
+    *,
+    reader: Reader = default_reader,
+    on_demand_reader: Reader = default_on_demand_reader,
+    progress: Progress = None,
+) -> CycleReport:
+    with cycle_lock(config.store_path, wait=options.wait, command=options.command):
+        store = Store(config.store_path)
+        try:
+            return _run_locked(store, config, options, reader, on_demand_reader, progress)
+        finally:
+            store.close()
+
+
+def _due_full(store: Store, config: Config) -> bool:
+    last = store.get_meta("last_full_at")
+    if last is None:
+        return True
+    age = datetime.now(UTC) - datetime.fromisoformat(last)
+    return age >= timedelta(hours=config.sync.full_sync_every_hours)
+
+
+def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Reader, on_demand_reader: Reader, progress: Progress) -> CycleReport:
+    on_demand = bool(options.users or options.groups)
+    links = store.delta_links()
+    if on_demand:
+        mode = "on_demand"
+    elif options.full or not links or _due_full(store, config):
+        mode, links = "full", {}
+    else:
+        mode = "incremental"
+    report = CycleReport(cycle_id=new_cycle_id(), mode=mode, dry_run=options.dry_run, trigger=options.trigger, started_at=now_iso())
+    log.info("cycle %s started (%s%s)", report.cycle_id, mode, ", dry run" if options.dry_run else "")
+
+    t0 = time.monotonic()
+    try:
+        if on_demand:
+            read = on_demand_reader(config, list(options.users), list(options.groups), progress)
+        else:
+            read = reader(config, links or None, progress)
+    except SourceError as exc:
+        return _failed(store, report, str(exc), t0)
+    except Exception as exc:  # noqa: BLE001 - R14: a read that fails in any way applies nothing
+        log.debug("read failed", exc_info=True)
+        return _failed(store, report, f"reading from Graph failed unexpectedly: {type(exc).__name__}: {exc}", t0)
+    report.phases["read"] = round(time.monotonic() - t0, 3)
+    report.graph_requests, report.throttled = read.graph_requests, read.throttled
+    if mode == "incremental" and read.full:
+        report.mode = mode = "full"
+        report.notes.append("the stored delta token was refused (expired): read everything instead (R18)")
+
+    settings = PlanSettings.from_config(config)
+    try:
+        with store.transaction():
+            store.apply_read(read, on_demand=on_demand)
+            t1 = time.monotonic()
+            directory = store.load_directory()
+            entra = store.load_entra_view()
+            the_plan = plan(entra, directory, settings)
+            if on_demand:
+                the_plan = restrict(the_plan, set(read.users), set(read.groups))
+                _missing_on_demand(options, read, report)
+            approved = _approved(store) if options.approve_deactivations else None
+            guarded = apply_guards(the_plan, directory, settings, approved)
+            report.phases["plan"] = round(time.monotonic() - t1, 3)
+            t2 = time.monotonic()
+            if not options.dry_run:
+                Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
+            report.phases["apply"] = round(time.monotonic() - t2, 3)
+            report.add_changes(the_plan.changes)
+            report.errors.extend(the_plan.errors)
+            report.status = _status(report, guarded.held)
+            report.ended_at = now_iso()
+            if options.dry_run:
+                raise _DryRun
+            if not on_demand:
+                store.set_meta("delta_links", _json(read.delta_links))
+                if read.full:
+                    store.set_meta("last_full_at", report.started_at)
+            if not store.enabled:
+                # R13: the first completed cycle that is not a dry run enables sync
+                store.set_meta("enabled", "1")
+                store.set_meta("enabled_at", report.ended_at)
+            save_report(store, report)
+    except _DryRun:
+        with store.transaction():
+            save_report(store, report)
+    log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
+    return report
+
+
+def _failed(store: Store, report: CycleReport, message: str, t0: float) -> CycleReport:
+    report.phases["read"] = round(time.monotonic() - t0, 3)
+    report.status = "failed"
+    report.errors.append(f"nothing applied: {message}")
+    report.ended_at = now_iso()
+    log.error("cycle %s failed: %s", report.cycle_id, message)
+    with store.transaction():
+        save_report(store, report)
+    return report
+
+
+def _status(report: CycleReport, held: bool) -> str:
+    if held:
+        return "held"
+    if any(e["status"] == "failure" for e in report.entries) or report.errors:
+        return "partial"
+    return "succeeded"
+
+
+def _approved(store: Store) -> set[str]:
+    return {r[0] for r in store.conn.execute("SELECT entra_id FROM staged_deactivations")}
+
+
+def _missing_on_demand(options: CycleOptions, read: GraphRead, report: CycleReport) -> None:
+    found_users = {u.id.casefold() for u in read.users.values()} | {
+        (u.user_principal_name or "").casefold() for u in read.users.values()
+    }
+    found_groups = {g.id.casefold() for g in read.groups.values()} | {
+        (g.display_name or "").casefold() for g in read.groups.values()
+    }
+    for ref in options.users:
+        if ref.casefold() not in found_users:
+            report.errors.append(f"user {ref!r} was not found in Entra ID")
+    for ref in options.groups:
+        if ref.casefold() not in found_groups:
+            report.errors.append(f"group {ref!r} was not found in Entra ID")
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)

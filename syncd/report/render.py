@@ -1,0 +1,101 @@
+"""Report renderers: text (a terminal), json (SPEC §4), csv (spreadsheets), html (one page)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from .model import CycleReport
+
+
+def render(report: CycleReport, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report.document(), ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(report)
+    return render_text(report)
+
+
+def render_text_summary(report: CycleReport) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items()) or "no changes"
+    dry = " (dry run: nothing changed)" if report.dry_run else ""
+    lines = [
+        f"cycle {report.cycle_id}: {report.status}{dry}",
+        f"  mode {report.mode}, trigger {report.trigger}, {report.started_at} -> {report.ended_at}",
+        f"  {counts}; {report.graph_requests} Graph requests"
+        + (f" ({report.throttled} throttled)" if report.throttled else ""),
+    ]
+    lines += [f"  note: {n}" for n in report.notes]
+    lines += [f"  error: {e}" for e in report.errors]
+    return "\n".join(lines)
+
+
+def render_text(report: CycleReport) -> str:
+    out = [render_text_summary(report)]
+    if report.phases:
+        out.append("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.phases.items()))
+    if report.entries:
+        rows = [
+            (
+                e["action"], e["object_type"], e["status"], _one_line(e["name"]),
+                _one_line("; ".join(f"{k}: {_short(v['old'])} -> {_short(v['new'])}" for k, v in e["modified"].items()) or e["reason"]),
+            )
+            for e in report.entries
+        ]
+        headers = ("ACTION", "TYPE", "STATUS", "NAME", "DETAIL")
+        widths = [min(max([len(h)] + [len(r[i]) for r in rows]), 48) for i, h in enumerate(headers[:-1])]
+        out.append("")
+        out.append("  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0], strict=True)).rstrip())
+        for r in rows:
+            out.append("  ".join(v[:w].ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    return "\n".join(out)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "-" if value is None else str(value)
+
+
+CSV_FIELDS = [
+    "cycle_id", "change_id", "action", "object_type", "entra_id", "name", "local_id", "status", "reason",
+    "property", "old", "new",
+]
+
+
+def render_csv(report: CycleReport) -> str:
+    """One row per entry and modified property (an entry without modifications: one row)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for e in report.entries:
+        base = [report.cycle_id, e.get("change_id"), e["action"], e["object_type"], e["entra_id"], e["name"], e.get("local_id"), e["status"], e["reason"]]
+        mods = e["modified"] or {"": {"old": None, "new": None}}
+        for prop, v in mods.items():
+            writer.writerow([_csv_cell(x) for x in [*base, prop, v["old"], v["new"]]])
+    return buf.getvalue()
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
+    # a cell starting with = + - @ is a formula to spreadsheets: keep it text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def write_private(path: str, text: str) -> None:
+    """Reports name users: write them readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,0 +1,67 @@
+"""`syncd status`: enabled or not, the last cycle, the next run, counts and warnings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from .config import Config
+from .store.db import Store
+
+STALE_DELTA_DAYS = 6  # Graph drops delta tokens after about 7 days
+
+
+def collect_status(store: Store, config: Config, today: date | None = None) -> dict[str, Any]:
+    c = store.conn
+    last = c.execute("SELECT cycle_id, status, ended_at, document FROM cycles WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1").fetchone()
+    counts = dict(c.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
+    warnings: list[str] = list(config.warnings)
+    today = today or datetime.now(UTC).date()
+    expires = config.entra.client_secret_expires
+    if expires is not None and expires - today <= timedelta(days=30):
+        left = (expires - today).days
+        warnings.append(
+            f"the client secret expires on {expires.isoformat()} ({left} days): create a new one and update entra.client_secret_file"
+            if left >= 0 else f"the client secret expired on {expires.isoformat()}: create a new one"
+        )
+    if last is not None and last[1] == "failed":
+        errors = json.loads(last[3]).get("errors", [])
+        warnings.append(f"the last cycle failed: {errors[0] if errors else 'see syncd report latest'}")
+    staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
+    if staged:
+        warnings.append(f"{staged} deactivation(s) staged by the threshold wait for approval: syncd sync --approve-deactivations")
+    last_full = store.get_meta("last_full_at")
+    if store.delta_links() and last_full:
+        age = datetime.now(UTC) - datetime.fromisoformat(last_full)
+        if age > timedelta(days=STALE_DELTA_DAYS):
+            warnings.append(f"the delta state is {age.days} days old: Graph may refuse it; the next cycle reads everything")
+    backoff = store.get_meta("backoff")
+    if backoff:
+        info = json.loads(backoff)
+        warnings.append(f"{info['failures']} cycles failed in a row: backing off, next try at {info['next_run']}")
+    return {
+        "enabled": store.enabled,
+        "enabled_at": store.get_meta("enabled_at"),
+        "last_cycle": {"cycle_id": last[0], "status": last[1], "ended_at": last[2]} if last else None,
+        "next_run": store.get_meta("next_run"),
+        "users": {"active": counts.get("active", 0), "deactivated": counts.get("deactivated", 0)},
+        "groups": c.execute("SELECT count(*) FROM groups").fetchone()[0],
+        "staged_deactivations": staged,
+        "delta": {"tracked": sorted(store.delta_links()), "last_full_at": last_full},
+        "warnings": warnings,
+    }
+
+
+def render_status(st: dict[str, Any]) -> str:
+    last = st["last_cycle"]
+    lines = [
+        f"sync with Entra ID: {'enabled since ' + str(st['enabled_at']) if st['enabled'] else 'not enabled yet (no completed cycle)'}",
+        f"last cycle:  {last['cycle_id'] + ' ' + last['status'] + ' at ' + last['ended_at'] if last else 'none'}",
+        f"next run:    {st['next_run'] or 'not scheduled (the daemon is not running)'}",
+        f"users:       {st['users']['active']} active, {st['users']['deactivated']} deactivated",
+        f"groups:      {st['groups']}",
+        f"delta state: {', '.join(st['delta']['tracked']) or 'none'} (last full read {st['delta']['last_full_at'] or 'never'})",
+    ]
+    lines += [f"warning: {w}" for w in st["warnings"]]
+    return "\n".join(lines)
