@@ -1,0 +1,19 @@
+"""A simulated Entra ID tenant: the v2.0 token endpoint and the Microsoft Graph v1.0 subset
+syncd uses, over HTTPS on 127.0.0.1, backed by an in-memory tenant that code changes
+between cycles.
+
+    from syncd.simulator import Tenant, Simulator, Fault
+    t = Tenant(domain="contoso.onmicrosoft.com")
+    uid = t.add_user("ada@contoso.onmicrosoft.com"); t.assign(uid)
+    with Simulator(t) as sim:
+        sim.url, sim.ca_path, sim.config_toml("/tmp/syncd.db")
+
+Used by ``syncd demo``, the tests (real msal and msgraph-sdk against it) and the benchmarks
+(``python -m syncd.simulator``).
+"""
+
+from .faults import Fault, FaultSet
+from .server import Simulator
+from .tenant import Tenant
+
+__all__ = ["Fault", "FaultSet", "Simulator", "Tenant"]
