@@ -1,0 +1,84 @@
+"""The SQLite store: private files, schema versions, the reserved Administrators group, locks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import LockHeld, SyncdError
+from syncd.lock import cycle_lock
+from syncd.store import local
+from syncd.store.db import Store
+from syncd.store.schema import SCHEMA_VERSION
+
+
+def test_store_files_are_private_and_administrators_exists(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "syncd.db"
+    with Store(str(path)) as store:
+        local.add_user(store, "a@example.com", None)
+        groups = local.list_groups(store)
+    assert [g["name"] for g in groups] == ["Administrators"]
+    assert groups[0]["managed"] is False and groups[0]["members"] == []
+    for p in path.parent.iterdir():
+        if p.name.startswith("syncd.db"):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_schema_version_recorded_and_newer_store_refused(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.db"
+    Store(str(path)).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SyncdError, match="newer syncd"):
+        Store(str(path))
+
+
+def test_reopening_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.db"
+    for _ in range(3):
+        Store(str(path)).close()
+    with Store(str(path)) as store:
+        assert len(local.list_groups(store)) == 1
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SyncdError, match="cannot be opened"):
+        Store(str(path))
+
+
+def _hold(path: str, ready, release) -> None:
+    with cycle_lock(path, command="syncd run"):
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_names_its_holder_and_wait_succeeds(tmp_path: Path) -> None:
+    path = str(tmp_path / "syncd.db")
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold, args=(path, ready, release))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockHeld) as info, cycle_lock(path, wait=0.3):
+            pass
+        assert f"pid {proc.pid}" in str(info.value) and "syncd run" in str(info.value)
+        assert info.value.exit_code == 5
+        release.set()
+        with cycle_lock(path, wait=10):
+            pass
+    finally:
+        release.set()
+        proc.join(10)
+    assert os.path.exists(path + ".lock")
