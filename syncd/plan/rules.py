@@ -138,6 +138,7 @@ class _Planner:
         # entra user id -> the state it will have: "active" users get group memberships
         self.final_active: set[str] = set()
         self.deactivating: set[int] = set()  # local ids leaving their groups by deactivation
+        self.untouched: set[int] = set()  # local ids of users skipped by R5: memberships kept as they are
 
     # ---- users: R2-R6
     def users(self, scope: Scope) -> None:
@@ -164,7 +165,15 @@ class _Planner:
         local = self.by_entra_user.get(user.id)
         name = user.user_principal_name or user.id
         if isinstance(mapped, str):
+            if not user.account_enabled:
+                # R2 before R5: a disabled user is deactivated (or never created) whatever
+                # its attributes say; its missing attribute needs no error of its own
+                if local is not None and local.status == "active":
+                    self.deactivate(local, "disabled in Entra ID (accountEnabled is false)")
+                return
             self.skip_error("user", user.id, name, mapped)
+            if local is not None:
+                self.untouched.add(local.id)  # R5 "skipped": left as it is, its groups too
             return
         if local is None:
             if not user.account_enabled:
@@ -369,6 +378,8 @@ class _Planner:
             for lid in sorted(current):
                 if lid in self.deactivating:
                     continue  # the deactivation takes the user out of its groups
+                if lid in self.untouched:
+                    continue  # R5: a skipped user keeps its memberships until it can be mapped again
                 lu = users_by_id.get(lid)
                 if lu is None or (lu.entra_id in wanted):
                     continue
