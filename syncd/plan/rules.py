@@ -138,16 +138,57 @@ class _Planner:
         # entra user id -> the state it will have: "active" users get group memberships
         self.final_active: set[str] = set()
         self.deactivating: set[int] = set()  # local ids leaving their groups by deactivation
+        # every local user linked to an Entra one once this plan is applied (adoptions included)
+        self.local_by_entra: dict[str, LocalUser] = dict(self.by_entra_user)
+        self.entra_of_local: dict[int, str] = {u.id: eid for eid, u in self.by_entra_user.items()}
         self.untouched: set[int] = set()  # local ids of users skipped by R5: memberships kept as they are
 
     # ---- users: R2-R6
     def users(self, scope: Scope) -> None:
-        taken_names: dict[str, int | str] = {}
-        for u in self.dir.users.values():
-            taken_names.setdefault(u.user_name.casefold(), u.id)
-        unmanaged = _unmanaged_index(self.dir.users.values())
+        # linked users first, then adoptions (R6), then creations: a new user may not take a
+        # name that a local user will hold after this plan, whatever the order of their ids
+        unlinked: list[tuple[EntraUser, MappedUser]] = []
         for uid in sorted(scope.users):
-            self.user_in_scope(self.entra.users[uid], taken_names, unmanaged)
+            found = self.user_in_scope(self.entra.users[uid])
+            if found is not None:
+                unlinked.append(found)
+        unmanaged = _unmanaged_index(self.dir.users.values())
+        to_create: list[tuple[EntraUser, MappedUser]] = []
+        for user, mapped in unlinked:
+            # R6: adopt an unmanaged local user with the same user_name or email, at most once
+            adoptee = unmanaged.get(mapped.email.casefold())
+            if adoptee is None:
+                to_create.append((user, mapped))
+                continue
+            for key in [k for k, u in unmanaged.items() if u.id == adoptee.id]:
+                del unmanaged[key]
+            self.r6_adopt(adoptee, user, mapped)
+        final_names = {
+            c.local_id: str(c.values["user_name"])
+            for c in self.changes
+            if c.object_type == "user" and c.local_id is not None and "user_name" in c.values
+        }
+        taken_names: dict[str, int | str] = {}
+        for u in sorted(self.dir.users.values(), key=lambda u: u.id):
+            taken_names.setdefault(final_names.get(u.id, u.user_name).casefold(), u.id)
+        for user, mapped in to_create:
+            holder = taken_names.get(mapped.user_name.casefold())
+            if holder is not None:
+                self.skip_error(
+                    "user", user.id, mapped.user_name,
+                    f"user_name {mapped.user_name} is already taken by local user {holder}: skipped",
+                )
+                continue
+            taken_names[mapped.user_name.casefold()] = user.id
+            self.changes.append(
+                Change(
+                    "create", "user", user.id, mapped.user_name,
+                    reason="in scope and enabled in Entra ID, no matching local user",
+                    modified=_diff({}, _user_values(mapped, "active")),
+                    values=_user_values(mapped, "active"),
+                )
+            )
+            self.final_active.add(user.id)
         # R3: managed users that left scope or were deleted in Entra
         for local in sorted(self.by_entra_user.values(), key=lambda u: u.id):
             if local.entra_id in scope.users or local.status != "active":
@@ -160,7 +201,8 @@ class _Planner:
             elif not self.settings.skip_out_of_scope_deactivations:
                 self.deactivate(local, "left scope: no longer assigned to the application, directly or through a group")
 
-    def user_in_scope(self, user: EntraUser, taken_names: dict[str, int | str], unmanaged: dict[str, LocalUser]) -> None:
+    def user_in_scope(self, user: EntraUser) -> tuple[EntraUser, MappedUser] | None:
+        """Plan an in-scope user linked to a local one; return an unlinked enabled one for R6."""
         mapped = r5_map_attributes(user, self.settings)
         local = self.by_entra_user.get(user.id)
         name = user.user_principal_name or user.id
@@ -170,38 +212,15 @@ class _Planner:
                 # its attributes say; its missing attribute needs no error of its own
                 if local is not None and local.status == "active":
                     self.deactivate(local, "disabled in Entra ID (accountEnabled is false)")
-                return
+                return None
             self.skip_error("user", user.id, name, mapped)
             if local is not None:
                 self.untouched.add(local.id)  # R5 "skipped": left as it is, its groups too
-            return
+            return None
         if local is None:
             if not user.account_enabled:
-                return  # R2: a disabled user is never created (nor adopted)
-            # R6: adopt an unmanaged local user with the same user_name or email
-            adoptee = unmanaged.get(mapped.email.casefold())
-            if adoptee is not None and adoptee.entra_id is None:
-                del unmanaged[mapped.email.casefold()]
-                self.r6_adopt(adoptee, user, mapped)
-                return
-            holder = taken_names.get(mapped.user_name.casefold())
-            if holder is not None:
-                self.skip_error(
-                    "user", user.id, mapped.user_name,
-                    f"user_name {mapped.user_name} is already taken by local user {holder}: skipped",
-                )
-                return
-            taken_names[mapped.user_name.casefold()] = user.id
-            self.changes.append(
-                Change(
-                    "create", "user", user.id, mapped.user_name,
-                    reason="in scope and enabled in Entra ID, no matching local user",
-                    modified=_diff({}, _user_values(mapped, "active")),
-                    values=_user_values(mapped, "active"),
-                )
-            )
-            self.final_active.add(user.id)
-            return
+                return None  # R2: a disabled user is never created (nor adopted)
+            return user, mapped
         current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
         if not user.account_enabled:
             if local.status == "active":
@@ -235,6 +254,8 @@ class _Planner:
             )
 
     def r6_adopt(self, local: LocalUser, user: EntraUser, mapped: MappedUser) -> None:
+        self.local_by_entra[user.id] = local
+        self.entra_of_local[local.id] = user.id
         current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
         target = _user_values(mapped, "active")
         self.changes.append(
@@ -359,13 +380,8 @@ class _Planner:
         for gid, (name, local) in sorted(groups.items()):
             wanted = {uid for uid in scope.group_users.get(gid, ()) if uid in self.final_active}
             current: set[int] = set(self.dir.members.get(local.id, ())) if local else set()
-            current_entra = {}
-            for lid in current:
-                lu = users_by_id.get(lid)
-                if lu is not None:
-                    current_entra[lid] = lu.entra_id
             for uid in sorted(wanted):
-                lu = self.by_entra_user.get(uid)
+                lu = self.local_by_entra.get(uid)
                 if lu is not None and lu.id in current:
                     continue
                 self.changes.append(
@@ -381,11 +397,12 @@ class _Planner:
                 if lid in self.untouched:
                     continue  # R5: a skipped user keeps its memberships until it can be mapped again
                 lu = users_by_id.get(lid)
-                if lu is None or (lu.entra_id in wanted):
+                eid = self.entra_of_local.get(lid)
+                if lu is None or eid in wanted:
                     continue
-                if lu.status != "active" and lu.entra_id not in self.final_active:
+                if lu.status != "active" and eid not in self.final_active:
                     why = "deactivated users leave their groups"
-                elif lu.entra_id is None:
+                elif eid is None:
                     why = "not a member in Entra ID (unmanaged local user)"
                 else:
                     why = "no longer a member in Entra ID"
@@ -393,7 +410,7 @@ class _Planner:
                     Change(
                         "remove_member", "membership", gid, f"{name} / {lu.user_name}", reason=why,
                         group_ref=_gref(gid, local), user_ref=("local", lid),
-                        values={"user_entra_id": lu.entra_id},
+                        values={"user_entra_id": eid},
                     )
                 )
 
