@@ -481,10 +481,19 @@ def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan
 
 
 def restrict(p: Plan, users: set[str], groups: set[str]) -> Plan:
-    """Provision on demand: keep only the changes touching the given Entra users and groups."""
+    """Provision on demand: keep only the changes touching the given Entra users and groups.
+
+    Invite revocations stay: an on-demand cycle enables sync too (R13), and no later cycle
+    would revoke the invites left open.
+    """
     kept = []
     for c in p.changes:
-        if c.object_type == "user" and c.entra_id in users or c.object_type == "group" and c.entra_id in groups or c.object_type == "membership" and (c.entra_id in groups or c.values.get("user_entra_id") in users):
+        if (
+            c.object_type == "user" and c.entra_id in users
+            or c.object_type == "group" and c.entra_id in groups
+            or c.object_type == "membership" and (c.entra_id in groups or c.values.get("user_entra_id") in users)
+            or c.object_type == "invite"
+        ):
             kept.append(c)
     errors = [c.reason for c in kept if c.error]
     return Plan(changes=kept, errors=errors, in_scope_users=p.in_scope_users)
