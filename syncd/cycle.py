@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from .config import Config
@@ -41,6 +42,9 @@ class CycleOptions:
     trigger: str = "manual"  # manual | schedule
     wait: float = 0
     command: str = "syncd sync"
+    # set by the daemon on SIGTERM: a read in progress is abandoned and the cycle ends
+    # `failed` with nothing applied; once the transaction has begun, the cycle finishes
+    cancel: threading.Event | None = None
 
 
 # (config, delta links or None, progress) -> GraphRead; (config, users, groups, progress) -> GraphRead
@@ -83,7 +87,12 @@ def run_cycle(
     with cycle_lock(config.store_path, wait=options.wait, command=options.command):
         store = Store(config.store_path)
         try:
-            return _run_locked(store, config, options, reader, on_demand_reader, progress)
+            report = _run_locked(store, config, options, reader, on_demand_reader, progress)
+            if config.metrics_textfile:
+                from .metrics import write_after_cycle
+
+                write_after_cycle(config.metrics_textfile, store, report)
+            return report
         finally:
             store.close()
 
@@ -111,9 +120,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     t0 = time.monotonic()
     try:
         if on_demand:
-            read = on_demand_reader(config, list(options.users), list(options.groups), progress)
+            read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups), progress))
         else:
-            read = reader(config, links or None, progress)
+            read = _cancellable(options, lambda: reader(config, links or None, progress))
     except SourceError as exc:
         return _failed(store, report, str(exc), t0)
     except Exception as exc:  # noqa: BLE001 - R14: a read that fails in any way applies nothing
@@ -125,27 +134,38 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         report.mode = mode = "full"
         report.notes.append("the stored delta token was refused (expired): read everything instead (R18)")
 
+    if options.cancel is not None and options.cancel.is_set():
+        return _failed(store, report, "the service is stopping: the cycle was interrupted after the read", t0)
     settings = PlanSettings.from_config(config)
+    fingerprint = _json(asdict(settings))
     try:
         with store.transaction():
+            nothing_new = not on_demand and _nothing_new(store, read, fingerprint)
+            if on_demand:
+                _missing_on_demand(options, read, report)
             store.apply_read(read, on_demand=on_demand)
             t1 = time.monotonic()
-            directory = store.load_directory()
-            entra = store.load_entra_view()
-            the_plan = plan(entra, directory, settings)
-            if on_demand:
-                the_plan = restrict(the_plan, set(read.users), set(read.groups))
-                _missing_on_demand(options, read, report)
-            approved = _approved(store) if options.approve_deactivations else None
-            guarded = apply_guards(the_plan, directory, settings, approved)
-            report.phases["plan"] = round(time.monotonic() - t1, 3)
-            t2 = time.monotonic()
-            if not options.dry_run:
-                Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
-            report.phases["apply"] = round(time.monotonic() - t2, 3)
-            report.add_changes(the_plan.changes)
-            report.errors.extend(the_plan.errors)
-            report.status = _status(report, guarded.held)
+            held = False
+            if not nothing_new:
+                directory = store.load_directory()
+                entra = store.load_entra_view()
+                the_plan = plan(entra, directory, settings)
+                del entra
+                if on_demand:
+                    the_plan = restrict(the_plan, set(read.users), set(read.groups))
+                approved = _approved(store) if options.approve_deactivations else None
+                held = apply_guards(the_plan, directory, settings, approved).held
+                del directory
+                report.phases["plan"] = round(time.monotonic() - t1, 3)
+                t2 = time.monotonic()
+                if not options.dry_run:
+                    Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
+                report.phases["apply"] = round(time.monotonic() - t2, 3)
+                report.add_changes(the_plan.changes)
+                report.errors.extend(the_plan.errors)
+            else:
+                report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
+            report.status = _status(report, held)
             report.ended_at = now_iso()
             if options.dry_run:
                 raise _DryRun
@@ -153,6 +173,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 store.set_meta("delta_links", _json(read.delta_links))
                 if read.full:
                     store.set_meta("last_full_at", report.started_at)
+                # the next cycle may skip planning when nothing changes: this one left nothing pending
+                clean = report.status == "succeeded" and not store.conn.execute("SELECT 1 FROM staged_deactivations").fetchone()
+                store.set_meta("plan_clean", fingerprint if clean else None)
             if not store.enabled:
                 # R13: the first completed cycle that is not a dry run enables sync
                 store.set_meta("enabled", "1")
@@ -163,6 +186,51 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             save_report(store, report)
     log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
     return report
+
+
+def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
+    """Run the read; with ``options.cancel``, in a helper thread the cycle stops waiting for.
+
+    The read touches no database, so an abandoned one (left to finish or die with the
+    process) cannot leave anything half-applied.
+    """
+    if options.cancel is None:
+        return read()
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["read"] = read()
+        except BaseException as exc:  # noqa: BLE001 - handed over to the cycle's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="syncd-read", daemon=True).start()
+    while not done.wait(0.1):
+        if options.cancel.is_set():
+            raise SourceError("the service is stopping: the read from Graph was abandoned", kind="cancelled")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["read"]  # type: ignore[return-value]
+
+
+def _nothing_new(store: Store, read: GraphRead, fingerprint: str) -> bool:
+    """An incremental read with no change, after a cycle that left nothing pending, needs no plan.
+
+    This keeps a no-change cycle over a large tenant nearly free. Anything that could change
+    the plan (a change in Entra, an assignment, the settings, a local command, a held or
+    failed change) makes the next cycle plan in full.
+    """
+    if read.full or read.users or read.removed_users or read.groups or read.removed_groups:
+        return False
+    if any(read.members_added.values()) or any(read.members_removed.values()):
+        return False
+    if store.get_meta("plan_clean") != fingerprint:
+        return False
+    stored = dict(store.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
+    return stored == read.assignments
 
 
 def _failed(store: Store, report: CycleReport, message: str, t0: float) -> CycleReport:

@@ -100,6 +100,11 @@ def list_invites(store: Store) -> list[dict[str, Any]]:
     ]
 
 
+def _changed(store: Store) -> None:
+    """A local change may change the next plan (adoption, R12): the next cycle plans in full."""
+    store.set_meta("plan_clean", None)
+
+
 def _refuse_when_enabled(store: Store, what: str) -> None:
     if store.enabled:
         raise LocalActionRefused(f"cannot {what}: {ENABLED_HINT}")
@@ -118,6 +123,7 @@ def add_user(store: Store, email: str, name: str | None) -> dict[str, Any]:
             "INSERT INTO users (user_name, display_name, email, status, managed, created_at, updated_at) VALUES (?, ?, ?, 'active', 0, ?, ?)",
             (email, name, email, now, now),
         )
+        _changed(store)
     return find_user(store, email)
 
 
@@ -131,6 +137,7 @@ def set_user_status(store: Store, ref: str, status: str) -> dict[str, Any]:
             _keep_an_administrator(store, user["id"], f"deactivate {user['user_name']}")
             store.conn.execute("DELETE FROM memberships WHERE user_id = ?", (user["id"],))
         store.conn.execute("UPDATE users SET status = ?, updated_at = ? WHERE id = ?", (status, utcnow(), user["id"]))
+        _changed(store)
     return find_user(store, str(user["id"]))
 
 
@@ -144,6 +151,7 @@ def add_group(store: Store, name: str) -> dict[str, Any]:
             raise LocalActionRefused(f"a local group named {name!r} already exists")
         now = utcnow()
         store.conn.execute("INSERT INTO groups (name, managed, created_at, updated_at) VALUES (?, 0, ?, ?)", (name, now, now))
+        _changed(store)
     return find_group(store, name)
 
 
@@ -158,10 +166,12 @@ def change_member(store: Store, group_ref: str, user_ref: str, add: bool) -> Non
             if user["status"] != "active":
                 raise LocalActionRefused(f"user {user['user_name']} is deactivated: activate it first")
             store.conn.execute("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)", (group["id"], user["id"]))
+            _changed(store)
         else:
             if group["name"] == ADMIN_GROUP:
                 _keep_an_administrator(store, user["id"], f"remove {user['user_name']} from {ADMIN_GROUP}")
             store.conn.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (group["id"], user["id"]))
+            _changed(store)
 
 
 def _keep_an_administrator(store: Store, user_id: int, what: str) -> None:
@@ -186,4 +196,5 @@ def add_invite(store: Store, email: str) -> dict[str, Any]:
         _refuse_when_enabled(store, "invite a user")
         now = utcnow()
         cur = store.conn.execute("INSERT INTO invites (email, status, created_at, updated_at) VALUES (?, 'open', ?, ?)", (email, now, now))
+        _changed(store)
     return {"id": cur.lastrowid, "email": email, "status": "open", "created_at": now}
