@@ -316,7 +316,7 @@ class _Planner:
             provisioned[gid] = (name, self.by_entra_group.get(gid))
 
         # R11: managed groups that left scope (or were deleted) go; Administrators only stops being managed
-        names_in_use = {g.name.casefold(): g for g in self.dir.groups.values()}
+        staying: dict[int, LocalGroup] = dict(self.dir.groups)
         for local in sorted(self.by_entra_group.values(), key=lambda g: g.id):
             if local.entra_id in scope.groups:
                 continue
@@ -330,31 +330,48 @@ class _Planner:
                         modified={"managed": (True, False)}, values={"managed": False, "entra_id": None},
                     )
                 )
-                names_in_use[local.name.casefold()] = LocalGroup(local.id, None, local.name, False)
+                staying[local.id] = LocalGroup(local.id, None, local.name, False)
             else:
-                del names_in_use[local.name.casefold()]
+                del staying[local.id]
                 self.changes.append(
                     Change("delete", "group", local.entra_id, local.name, local_id=local.id, reason=f"{why}: removed locally")
                 )
 
+        # renames (R11) are checked against the names the groups will have after this plan, so
+        # two renames that swap a name free/take it whatever their order; a rename onto a name
+        # another group keeps is refused (and so keeps its old name, which may refuse another)
+        renames = {
+            local.id: (gid, name)
+            for gid, (name, local) in provisioned.items()
+            if local is not None and local.id in staying and local.name != name and local.name != ADMIN_GROUP
+        }
+        refused: dict[int, LocalGroup] = {}
+        while True:
+            final: dict[str, list[int]] = {}
+            for lid, g in staying.items():
+                new_name = renames[lid][1] if lid in renames and lid not in refused else g.name
+                final.setdefault(new_name.casefold(), []).append(lid)
+            clash = [
+                (lid, ids) for ids in final.values() if len(ids) > 1 for lid in ids if lid in renames and lid not in refused
+            ]
+            if not clash:
+                break
+            for lid, ids in clash:
+                refused[lid] = staying[min(i for i in ids if i != lid)]
+        names_in_use = {name: staying[ids[0]] for name, ids in final.items()}
+
         result: dict[str, tuple[str, LocalGroup | None]] = {}
         for gid, (name, local) in sorted(provisioned.items()):
-            holder = names_in_use.get(name.casefold())
             if local is not None:
-                if local.name != name and local.name != ADMIN_GROUP:
-                    if holder is not None and holder.id != local.id:
-                        self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {holder.id} has that name")
-                    else:
-                        del names_in_use[local.name.casefold()]
-                        names_in_use[name.casefold()] = local
-                        self.changes.append(
-                            Change(
-                                "update", "group", gid, name, local_id=local.id, reason="renamed in Entra ID",
-                                modified={"name": (local.name, name)}, values={"name": name},
-                            )
-                        )
+                if local.id in refused:
+                    holder = refused[local.id]
+                    self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {holder.id} has that name")
+                elif local.id in renames:
+                    self.rename_group(gid, local, name, "renamed in Entra ID")
                 result[gid] = (name, local)
-            elif holder is not None:
+                continue
+            holder = names_in_use.get(name.casefold())
+            if holder is not None:
                 if holder.managed and holder.entra_id != gid:
                     self.skip_error("group", gid, name, f"local group {holder.name!r} is already managed by Entra group {holder.entra_id}: not provisioned")
                     continue
@@ -365,7 +382,11 @@ class _Planner:
                         values={"managed": True},
                     )
                 )
-                result[gid] = (holder.name, holder)
+                names_in_use[name.casefold()] = LocalGroup(holder.id, gid, holder.name, True)
+                if holder.name != name and holder.name != ADMIN_GROUP:
+                    # the name differs only in case: it takes Entra's, as a rename would
+                    self.rename_group(gid, holder, name, "adopted: takes its name from Entra ID")
+                result[gid] = (name, holder)
             else:
                 names_in_use[name.casefold()] = LocalGroup(-1, gid, name, True)
                 self.changes.append(
@@ -373,6 +394,14 @@ class _Planner:
                 )
                 result[gid] = (name, None)
         return result
+
+    def rename_group(self, gid: str, local: LocalGroup, name: str, reason: str) -> None:
+        self.changes.append(
+            Change(
+                "update", "group", gid, name, local_id=local.id, reason=reason,
+                modified={"name": (local.name, name)}, values={"name": name},
+            )
+        )
 
     # ---- memberships: R11
     def memberships(self, scope: Scope, groups: dict[str, tuple[str, LocalGroup | None]]) -> None:
