@@ -3,8 +3,9 @@
 Pure like the planner. They only change the ``status`` of planned changes:
 - R12: the Administrators group never loses its last active member;
 - R15: deactivations over the threshold are staged, not applied;
-- a suspicious read (suddenly almost nobody in scope) stages every deactivation, even with
-  the threshold off, so a broken or empty answer from Graph never empties the directory.
+- a suspicious read (suddenly almost nobody in scope) stages every deactivation, even under
+  the threshold, so a broken or empty answer from Graph never empties the directory. A
+  threshold of 0 turns both off (R15: "0 turns it off").
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def r15_stage_deactivations(
     pending = [c for c in due if c.entra_id not in approved]
     threshold = settings.deactivation_threshold
     active_managed = sum(1 for u in directory.users.values() if u.managed and u.status == "active")
+    if not threshold:
+        return  # R15: 0 turns accidental-deletion prevention off, the suspicious-read guard too
     suspicious = (
         active_managed >= SUSPICIOUS_MIN_ACTIVE and plan.in_scope_users < active_managed * SUSPICIOUS_SHARE
     )
@@ -95,7 +98,7 @@ def r15_stage_deactivations(
             f"{active_managed} active: {len(pending)} deactivation(s) staged; check the application's "
             "assignments, then run `syncd sync --approve-deactivations`"
         )
-    elif threshold and len(pending) > threshold:
+    elif len(pending) > threshold:
         why = (
             f"{len(pending)} deactivations exceed sync.deactivation_threshold ({threshold}): staged, not applied; "
             "review them (syncd report latest) and run `syncd sync --approve-deactivations` (R15)"
