@@ -496,6 +496,12 @@ _ORDER = {
 }
 
 
+def _rank(c: Change) -> int:
+    if c.object_type == "group" and c.action == "update" and c.values.get("managed") is False:
+        return -1  # R8: Administrators is released before another Entra group adopts it
+    return _ORDER.get((c.object_type, c.action), 9)
+
+
 def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan:
     """The whole plan, in the order the store applies it."""
     planner = _Planner(entra, directory, settings)
@@ -504,7 +510,7 @@ def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan
     groups = planner.groups(scope)
     planner.memberships(scope, groups)
     planner.r13_revoke_invites()
-    changes = sorted(planner.changes, key=lambda c: _ORDER.get((c.object_type, c.action), 9))
+    changes = sorted(planner.changes, key=_rank)
     in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled)
     return Plan(changes=changes, errors=planner.errors, in_scope_users=in_scope)
 

@@ -798,3 +798,12 @@ def test_plan_orders_changes_as_the_store_applies_them():
         ("user", "deactivate"),
         ("invite", "revoke"),
     ]
+
+
+def test_r8_administrators_released_by_one_alias_and_adopted_by_another_in_one_cycle():
+    # Split_Administrators (g-old) unassigned, "Administrators" (g-new) assigned: the release
+    # must come before the adoption, or the store would undo the adoption
+    t = Tenant().group("g-old", "Split_Administrators").group("g-new", "Administrators", assigned=True)
+    p = run(t, Local().admins(entra="g-old"))
+    kinds = [(c.action, c.entra_id) for c in p.changes if c.object_type == "group"]
+    assert kinds == [("update", "g-old"), ("adopt", "g-new")]
