@@ -24,7 +24,7 @@ from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
 from .report.model import CycleReport
 from .store.apply import Applier
-from .store.audit import save_report
+from .store.audit import prune_reports, save_report
 from .store.db import Store
 
 log = logging.getLogger("syncd.cycle")
@@ -181,9 +181,11 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 store.set_meta("enabled", "1")
                 store.set_meta("enabled_at", report.ended_at)
             save_report(store, report)
+            prune_reports(store, config.retention_days)
     except _DryRun:
         with store.transaction():
             save_report(store, report)
+            prune_reports(store, config.retention_days)
     log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
     return report
 

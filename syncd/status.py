@@ -25,9 +25,11 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
             f"the client secret expires on {expires.isoformat()} ({left} days): create a new one and update entra.client_secret_file"
             if left >= 0 else f"the client secret expired on {expires.isoformat()}: create a new one"
         )
-    if last is not None and last[1] == "failed":
+    warnings.extend(certificate_warnings(config, today))
+    if last is not None and last[1] in ("failed", "partial", "held"):
         errors = json.loads(last[3]).get("errors", [])
-        warnings.append(f"the last cycle failed: {errors[0] if errors else 'see syncd report latest'}")
+        what = {"failed": "failed", "partial": "applied with errors", "held": "held changes back"}[last[1]]
+        warnings.append(f"the last cycle {what}: {errors[0] if errors else 'see syncd report latest'}")
     staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
     if staged:
         warnings.append(f"{staged} deactivation(s) staged by the threshold wait for approval: syncd sync --approve-deactivations")
@@ -40,6 +42,11 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
     if backoff:
         info = json.loads(backoff)
         warnings.append(f"{info['failures']} cycles failed in a row: backing off, next try at {info['next_run']}")
+    next_run = store.get_meta("next_run")
+    if next_run and not backoff:
+        overdue = datetime.now(UTC) - datetime.fromisoformat(next_run)
+        if overdue > timedelta(minutes=config.sync.cycle_timeout_minutes + 5):
+            warnings.append(f"the next run was due at {next_run}: is the daemon (syncd run) still running?")
     return {
         "enabled": store.enabled,
         "enabled_at": store.get_meta("enabled_at"),
@@ -51,6 +58,28 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
         "delta": {"tracked": sorted(store.delta_links()), "last_full_at": last_full},
         "warnings": warnings,
     }
+
+
+def certificate_warnings(config: Config, today: date) -> list[str]:
+    """A certificate credential that expires within 30 days (its notAfter), or has expired."""
+    cred = config.entra.credential
+    if cred.kind != "certificate" or not cred.certificate_pem:
+        return []
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(cred.certificate_pem)
+    except ValueError as exc:
+        return [f"the certificate in {cred.certificate_file} cannot be read: {exc}"]
+    if not certs:
+        return []
+    not_after = certs[0].not_valid_after_utc.date()
+    left = (not_after - today).days
+    if left < 0:
+        return [f"the client certificate expired on {not_after.isoformat()}: upload a new one to the app registration and replace {cred.certificate_file}"]
+    if left <= 30:
+        return [f"the client certificate expires on {not_after.isoformat()} ({left} days): upload a new one to the app registration and replace {cred.certificate_file}"]
+    return []
 
 
 def render_status(st: dict[str, Any]) -> str:

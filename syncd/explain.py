@@ -1,0 +1,264 @@
+"""`syncd explain USER`: why a user is or is not provisioned, in the steps Entra's
+provision-on-demand shows (import → scope → match → action), ending in one sentence.
+
+It works from the store's mirror of Entra, the state the last completed cycle read and
+planned from, not from a live Graph call:
+- it answers the question operators actually ask ("why did the last cycle do that?") with
+  the very data and rules (``r1_scope``, ``r5_map_attributes``) the cycle used;
+- it needs no credential, no network and no Graph permission, so it works offline, as root
+  or as the service user, and while Graph is down (which is often when the question comes);
+- it says as of which cycle the mirror is, and `syncd sync --user USER` refreshes one user
+  on demand when a fresher answer is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import Config
+from .model import EntraUser, EntraView
+from .plan.rules import guest_upn, r1_scope, r5_map_attributes
+from .plan.settings import PlanSettings
+from .store.db import Store
+
+
+@dataclass
+class Step:
+    name: str
+    result: str  # "yes" | "no" | "info" | "warning"
+    detail: str
+
+
+@dataclass
+class Explanation:
+    query: str
+    mirror_as_of: dict[str, Any] | None
+    entra_id: str | None
+    local_id: int | None
+    provisioned: bool
+    steps: list[Step] = field(default_factory=list)
+    conclusion: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps": [asdict(s) for s in self.steps]}
+
+
+def _find_entra(view: EntraView, ref: str) -> EntraUser | None:
+    key = ref.strip().casefold()
+    if ref in view.users:
+        return view.users[ref]
+    for u in view.users.values():
+        if u.id.casefold() == key:
+            return u
+    for attr in ("upn", "guest", "mail"):
+        for u in view.users.values():
+            upn = u.user_principal_name or ""
+            value = {"upn": upn, "guest": guest_upn(upn) if upn else "", "mail": u.mail or ""}[attr]
+            if value and value.casefold() == key:
+                return u
+    return None
+
+
+def _find_local(store: Store, ref: str, entra_id: str | None) -> dict[str, Any] | None:
+    c = store.conn
+    queries: list[tuple[str, object]] = []
+    if entra_id:
+        queries.append(("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", entra_id))
+    if ref.isdigit():
+        queries.append(("SELECT * FROM users WHERE id = ?", int(ref)))
+    queries += [
+        ("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", ref),
+        ("SELECT * FROM users WHERE user_name = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
+        ("SELECT * FROM users WHERE email = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
+    ]
+    for sql, arg in queries:
+        cur = c.execute(sql, (arg,))
+        row = cur.fetchone()
+        if row:
+            return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+    return None
+
+
+def _nested_paths(view: EntraView, uid: str, assigned_groups: set[str]) -> list[list[str]]:
+    """Paths assigned group → nested group(s) → … that reach the user only through nesting."""
+    paths: list[list[str]] = []
+    for root in sorted(assigned_groups):
+        todo = [[root]]
+        seen = {root}
+        while todo:
+            path = todo.pop(0)
+            for mid, kind in view.members.get(path[-1], {}).items():
+                if kind == "group" and mid not in seen:
+                    seen.add(mid)
+                    if view.members.get(mid, {}).get(uid) == "user":
+                        paths.append([*path, mid])
+                    todo.append([*path, mid])
+    return paths
+
+
+def _group_name(view: EntraView, gid: str) -> str:
+    g = view.groups.get(gid)
+    return f"{g.display_name!r}" if g and g.display_name else gid
+
+
+def _last_entry(store: Store, entra_id: str | None, local_id: int | None) -> dict[str, Any] | None:
+    if not entra_id and local_id is None:
+        return None
+    pattern = f"%{entra_id}%" if entra_id else f'%"local_id":{local_id}%'
+    rows = store.conn.execute(
+        "SELECT c.cycle_id, c.ended_at, c.mode, c.trigger, e.entry FROM entries e JOIN cycles c ON c.seq = e.cycle_seq"
+        " WHERE c.dry_run = 0 AND e.entry LIKE ? ORDER BY e.cycle_seq DESC, e.n DESC LIMIT 200",
+        (pattern,),
+    ).fetchall()
+    for cycle_id, ended_at, mode, trigger, raw in rows:
+        entry = json.loads(raw)
+        if entry.get("object_type") != "user":
+            continue
+        if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
+            return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
+    return None
+
+
+def explain(store: Store, config: Config, ref: str) -> Explanation:
+    settings = PlanSettings.from_config(config)
+    c = store.conn
+    last = c.execute(
+        "SELECT cycle_id, ended_at, mode FROM cycles WHERE dry_run = 0 AND status != 'failed' AND mode != 'on_demand'"
+        " ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    as_of = {"cycle_id": last[0], "ended_at": last[1], "mode": last[2]} if last else None
+    view = store.load_entra_view()
+    user = _find_entra(view, ref)
+    local = _find_local(store, ref, user.id if user else None)
+    ex = Explanation(query=ref, mirror_as_of=as_of, entra_id=user.id if user else (local or {}).get("entra_id"),
+                     local_id=local["id"] if local else None, provisioned=False)
+    step = ex.steps.append
+
+    if as_of:
+        step(Step("Entra data", "info", f"the store's mirror of Entra ID as of cycle {as_of['cycle_id']} ({as_of['mode']}, ended {as_of['ended_at']}); `syncd sync --user {ref}` refreshes this user now"))
+    else:
+        step(Step("Entra data", "warning", "no cycle has completed yet, so the store knows nothing of Entra ID: run `syncd sync` first"))
+
+    # 1. import: found in Entra?
+    if user is None:
+        step(Step("Found in Entra ID", "no", f"no user with the object id, userPrincipalName or mail {ref!r} in the mirror"))
+    else:
+        step(Step("Found in Entra ID", "yes", f"{user.user_principal_name} (object id {user.id}, {user.display_name or 'no display name'}{', guest' if (user.user_type or '').lower() == 'guest' else ''})"))
+        step(Step("Enabled in Entra ID", "yes" if user.account_enabled else "no",
+                  "accountEnabled is true" if user.account_enabled else "accountEnabled is false: a disabled user is never created, and an existing one is deactivated (R2)"))
+
+    # 2. scope: assigned directly, through which groups, or only through a nested group?
+    scope = r1_scope(view, settings)
+    in_scope = bool(user and user.id in scope.users)
+    nested: list[list[str]] = []
+    if user is not None:
+        assigned_groups = {pid for pid, kind in view.assignments.items() if kind == "Group"}
+        direct = view.assignments.get(user.id) == "User"
+        via = sorted(g for g in assigned_groups if view.members.get(g, {}).get(user.id) == "user")
+        nested = _nested_paths(view, user.id, assigned_groups)
+        parts = []
+        if settings.scope == "all":
+            parts.append("sync.scope = \"all\": every user of the tenant is in scope")
+        if direct:
+            parts.append("assigned to the application directly")
+        if via:
+            parts.append("member of the assigned group(s) " + ", ".join(_group_name(view, g) for g in via))
+        only_nested = not direct and not via and bool(nested)
+        if nested and (only_nested or settings.group_members == "transitive"):
+            parts.append("member through nested groups: " + "; ".join(" → ".join(_group_name(view, g) for g in p) for p in nested)
+                         + (" (counted: sync.group_members = \"transitive\")" if settings.group_members == "transitive"
+                            else " (not counted: like Entra, sync.group_members = \"direct\" takes direct members only)"))
+        if not parts:
+            parts.append("not assigned to the application, directly or through any group")
+        step(Step("Assigned to the application", "yes" if in_scope else "no", "; ".join(parts)))
+        step(Step("In scope", "yes" if in_scope else "no", scope.users.get(user.id, "not in scope")))
+        mapped = r5_map_attributes(user, settings)
+        if isinstance(mapped, str):
+            step(Step("Attribute mapping", "no", mapped))
+        else:
+            step(Step("Attribute mapping", "yes", f"user_name {mapped.user_name}, email {mapped.email} (mapping.email = {settings.email})"))
+    else:
+        mapped = None
+
+    # 3. match: in the local directory?
+    groups: list[str] = []
+    if local is not None:
+        groups = [r[0] for r in c.execute(
+            "SELECT g.name FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name", (local["id"],))]
+        step(Step("In the local directory", "yes",
+                  f"local user {local['id']} {local['user_name']}, {local['status']}, "
+                  f"{'managed by Entra ID' if local['managed'] else 'unmanaged (local)'}"
+                  f"{', groups: ' + ', '.join(groups) if groups else ', in no group'}"))
+    else:
+        step(Step("In the local directory", "no", "no local user matches"))
+
+    # 4. action: the last one, in which cycle; anything staged?
+    last_entry = _last_entry(store, ex.entra_id, local["id"] if local else None)
+    if last_entry:
+        step(Step("Last action", "info",
+                  f"{last_entry['action']} ({last_entry['status']}) in cycle {last_entry['cycle_id']} "
+                  f"({last_entry['trigger']}, {last_entry['ended_at']}): {last_entry['reason']}"))
+    else:
+        step(Step("Last action", "info", "no cycle has changed this user"))
+    staged = c.execute("SELECT cycle_id, reason FROM staged_deactivations WHERE entra_id = ?", (ex.entra_id,)).fetchone() if ex.entra_id else None
+    if staged:
+        step(Step("Staged", "warning", f"a deactivation staged by the threshold in cycle {staged[0]} waits for `syncd sync --approve-deactivations` ({staged[1]})"))
+
+    ex.provisioned = bool(local and local["managed"] and local["status"] == "active")
+    ex.conclusion = _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view)
+    return ex
+
+
+def _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view) -> str:
+    who = user.user_principal_name if user else ref
+    local_active = bool(local and local["status"] == "active")
+    if user is None:
+        if local is not None and not local["managed"]:
+            return f"{who} is an unmanaged local user: Entra ID does not know it, so syncd leaves it under local control."
+        if local is not None:
+            return (f"{who} is no longer in Entra ID (deleted): the local user {'is deactivated' if not local_active else 'will be deactivated by the next cycle'} and keeps its record.")
+        return (f"{who} was not found in Entra ID as of the last cycle nor in the local directory: check the name, "
+                "or run `syncd sync` if the user was created since.")
+    if not user.account_enabled:
+        return (f"{who} is disabled in Entra ID, so syncd does not provision them"
+                + (" and the local user is deactivated." if local and not local_active else
+                   ": the next cycle deactivates the local user." if local_active else "."))
+    if not in_scope:
+        if nested and settings.group_members == "direct":
+            path = " → ".join(_group_name(view, g) for g in nested[0])
+            return (f"{who} is only a member of a nested group ({path}): like Entra ID, syncd provisions only direct members "
+                    f"of assigned groups; assign {_group_name(view, nested[0][-1])} to the application, or set sync.group_members = \"transitive\".")
+        base = (f"{who} is not assigned to the application, directly or through a group (what Entra reports as AADSTS50105 at "
+                "sign-in): syncd does not provision them; assign the user, or a group they are a direct member of, "
+                "to the enterprise application in Entra ID")
+        if local_active and local["managed"]:
+            if settings.skip_out_of_scope_deactivations:
+                return base + "; the local user stays active because sync.skip_out_of_scope_deactivations = true."
+            if staged:
+                return base + "; the local user's deactivation is staged, waiting for approval."
+            return base + "; the next cycle deactivates the local user."
+        return base + "."
+    if isinstance(mapped, str):
+        return f"{who} is in scope but cannot be provisioned: {mapped}."
+    if local is None:
+        if last_entry and last_entry["action"] == "skip":
+            return f"{who} is in scope but was skipped by the last cycle: {last_entry['reason']}."
+        return f"{who} is in scope and enabled but not in the local directory yet: the next cycle creates them."
+    if not local["managed"]:
+        return f"{who} is in scope: the next cycle adopts the unmanaged local user {local['user_name']}."
+    if not local_active:
+        return f"{who} is in scope and enabled: the next cycle reactivates the local user {local['user_name']} (the same record)."
+    when = f" (last {last_entry['action']} in cycle {last_entry['cycle_id']})" if last_entry else ""
+    return f"{who} is provisioned: local user {local['id']} ({local['user_name']}) is active and managed by Entra ID{when}."
+
+
+def render(ex: Explanation) -> str:
+    mark = {"yes": "✓", "no": "✗", "info": "·", "warning": "!"}
+    lines = [f"explain {ex.query}"]
+    for n, s in enumerate(ex.steps, 1):
+        lines.append(f"{n:>2}. {mark.get(s.result, '·')} {s.name}: {s.detail}")
+    lines.append("")
+    lines.append(ex.conclusion)
+    return "\n".join(lines)

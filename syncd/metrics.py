@@ -1,0 +1,129 @@
+"""Prometheus metrics as a textfile for node_exporter's textfile collector (``metrics.textfile``).
+
+Written after every cycle that is not a dry run, by the daemon and by one-shot commands
+alike (the cycle runner calls :func:`write_after_cycle` while it still holds the cycle lock).
+The file is written whole to a temporary name in the same directory, then renamed over the
+old one, so the collector never reads half a file. Values that span cycles (last success,
+consecutive failures, totals) come from the store, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report.model import CycleReport
+    from .store.db import Store
+
+log = logging.getLogger("syncd.metrics")
+
+ACTIONS = ("create", "update", "adopt", "deactivate", "reactivate", "delete", "add_member", "remove_member", "revoke", "skip")
+STATUSES = ("succeeded", "partial", "held", "failed")
+
+
+def _ts(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def consecutive_failures(store: Store) -> int:
+    n = 0
+    for (status,) in store.conn.execute("SELECT status FROM cycles WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1000"):
+        if status != "failed":
+            break
+        n += 1
+    return n
+
+
+def render(store: Store, report: CycleReport) -> str:
+    c = store.conn
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float | int | None]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if value is None:
+                continue
+            lab = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+
+    duration = sum(report.phases.values())
+    counts = report.counts
+    last_success = c.execute(
+        "SELECT ended_at FROM cycles WHERE dry_run = 0 AND status != 'failed' ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    totals = dict(c.execute("SELECT status, count(*) FROM cycles WHERE dry_run = 0 GROUP BY status").fetchall())
+    req_total, thr_total = c.execute(
+        "SELECT coalesce(sum(json_extract(document, '$.graph_requests')), 0),"
+        " coalesce(sum(json_extract(document, '$.throttled')), 0) FROM cycles WHERE dry_run = 0"
+    ).fetchone()
+    users = dict(c.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
+    staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
+
+    metric("syncd_cycle_duration_seconds", "gauge", "Duration of the last cycle (read, plan, apply).",
+           [({"mode": report.mode, "trigger": report.trigger}, round(duration, 3))])
+    metric("syncd_cycle_phase_seconds", "gauge", "Duration of each phase of the last cycle.",
+           [({"phase": p}, v) for p, v in sorted(report.phases.items())])
+    metric("syncd_cycle_status", "gauge", "Status of the last cycle (1 for the current one).",
+           [({"status": s}, int(report.status == s)) for s in STATUSES])
+    metric("syncd_cycle_actions", "gauge", "Changes applied by the last cycle, per action.",
+           [({"action": a}, counts.get(a, 0)) for a in ACTIONS])
+    metric("syncd_cycle_entries_failed", "gauge", "Entries of the last cycle that failed or were staged.",
+           [({"status": "failure"}, counts.get("failure", 0)), ({"status": "staged"}, counts.get("staged", 0))])
+    metric("syncd_last_cycle_timestamp_seconds", "gauge", "When the last cycle ended (Unix time).",
+           [({}, _ts(report.ended_at))])
+    metric("syncd_last_success_timestamp_seconds", "gauge", "When the last cycle that was not failed ended (Unix time).",
+           [({}, _ts(last_success[0]) if last_success else 0)])
+    metric("syncd_consecutive_failures", "gauge", "Failed cycles in a row (0 after a success).",
+           [({}, consecutive_failures(store))])
+    metric("syncd_cycle_graph_requests", "gauge", "Graph requests made by the last cycle.", [({}, report.graph_requests)])
+    metric("syncd_cycle_throttled_responses", "gauge", "Throttled (429/503/504) answers in the last cycle.", [({}, report.throttled)])
+    metric("syncd_cycles_total", "counter", "Cycles kept in the audit trail, per status.",
+           [({"status": s}, totals.get(s, 0)) for s in STATUSES])
+    metric("syncd_graph_requests_total", "counter", "Graph requests over the cycles kept in the audit trail.", [({}, req_total)])
+    metric("syncd_throttled_responses_total", "counter", "Throttled answers over the cycles kept in the audit trail.", [({}, thr_total)])
+    metric("syncd_users", "gauge", "Local users per status.",
+           [({"status": s}, users.get(s, 0)) for s in ("active", "deactivated")])
+    metric("syncd_staged_deactivations", "gauge", "Deactivations staged by the threshold, waiting for approval.", [({}, staged)])
+    return "\n".join(out) + "\n"
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Atomically replace ``path`` with ``text`` (temporary file + fsync + rename)."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".syncd-metrics.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # node_exporter runs as another user; metrics are not secret
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_after_cycle(path: str, store: Store, report: CycleReport) -> None:
+    """Never fails a cycle: a metrics problem is a warning in the log."""
+    if report.dry_run:
+        return
+    try:
+        write_textfile(path, render(store, report))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write metrics to %s: %s", path, exc)
