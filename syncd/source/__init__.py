@@ -1,0 +1,37 @@
+"""The Graph source: the only part of syncd that talks to Microsoft Graph.
+
+``import syncd.source`` is cheap: msal, msgraph and kiota are imported only when a read or
+a connection check actually runs (commands that never talk to Graph stay fast).
+
+    from syncd.source import GraphSource, read_graph, check_connection
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checks import Check, check_connection
+    from .graph import GraphSource, read_graph, read_on_demand_graph
+    from .pages import GraphPage
+    from .tuning import Tuning
+
+__all__ = ["Check", "GraphPage", "GraphSource", "Tuning", "check_connection", "read_graph", "read_on_demand_graph"]
+
+_WHERE = {
+    "GraphSource": "graph",
+    "read_graph": "graph",
+    "read_on_demand_graph": "graph",
+    "GraphPage": "pages",
+    "Tuning": "tuning",
+    "Check": "checks",
+    "check_connection": "checks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,257 @@
+"""Graph pages -> syncd's model: validation (R14) and merging. Pure: no I/O, no msgraph.
+
+Every page is checked before anything is taken from it: JSON object, a ``value`` list,
+objects with a GUID id. Anything else is ``SourceError(kind="malformed")`` naming the
+URL path, and the whole read fails (R14): never a partial GraphRead.
+
+Merging follows Graph's delta rules: the same object can come back several times in one
+chain (replays, a big group's members spread over pages), and the last occurrence wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from ..errors import SourceError
+from ..model import EntraGroup, EntraUser, GraphRead, MemberType, PrincipalType
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+PageKind = Literal["users", "groups", "assignments", "reset"]
+
+_MEMBER_TYPES: dict[str, MemberType] = {
+    "#microsoft.graph.user": "user",
+    "#microsoft.graph.group": "group",
+}
+
+
+def is_guid(value: Any) -> bool:
+    return isinstance(value, str) and bool(_GUID.match(value))
+
+
+def malformed(where: str, problem: str) -> SourceError:
+    return SourceError(f"malformed Graph answer from {where}: {problem}", kind="malformed")
+
+
+@dataclass
+class RawPage:
+    items: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+
+
+def parse_page(body: bytes, where: str) -> RawPage:
+    """Decode and check one collection page (``where`` = the URL path, for messages)."""
+    if not body:
+        raise malformed(where, "empty body")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(where, f"invalid or truncated JSON ({exc.msg} at byte {exc.pos} of {len(body)})") from None
+    if not isinstance(doc, dict):
+        raise malformed(where, f"expected a JSON object, got {type(doc).__name__}")
+    items = doc.get("value")
+    if not isinstance(items, list):
+        raise malformed(where, "no 'value' list")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise malformed(where, f"item {index} is not an object")
+    next_link = doc.get("@odata.nextLink")
+    delta_link = doc.get("@odata.deltaLink")
+    for name, link in (("@odata.nextLink", next_link), ("@odata.deltaLink", delta_link)):
+        if link is not None and (not isinstance(link, str) or not link):
+            raise malformed(where, f"{name} is not a URL")
+    return RawPage(items, next_link, delta_link)
+
+
+def parse_object(body: bytes, where: str) -> dict[str, Any]:
+    """Decode a single-object answer (GET /users/{id})."""
+    if not body:
+        raise malformed(where, "empty body")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(where, f"invalid or truncated JSON ({exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise malformed(where, "expected a JSON object")
+    return doc
+
+
+def _id(item: dict[str, Any], where: str, key: str = "id") -> str:
+    value = item.get(key)
+    if not is_guid(value):
+        shown = repr(value)[:60]
+        raise malformed(where, f"an item has no valid object id in '{key}' (got {shown})")
+    return str(value).lower()
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dataclass
+class GraphPage:
+    """One parsed page, in model terms. ``on_page`` receives these.
+
+    ``kind == "reset"`` means: a stored delta link expired mid-read; forget every page
+    received so far in this read, a full read follows.
+    """
+
+    kind: PageKind
+    users: list[EntraUser] = field(default_factory=list)
+    removed_users: list[str] = field(default_factory=list)
+    groups: list[EntraGroup] = field(default_factory=list)
+    removed_groups: list[str] = field(default_factory=list)
+    # group id -> {member id: type}, and group id -> removed member ids, in page order
+    members_added: dict[str, dict[str, MemberType]] = field(default_factory=dict)
+    members_removed: dict[str, set[str]] = field(default_factory=dict)
+    # groups seen on this page, also those carrying only members (big groups span pages)
+    group_ids: list[str] = field(default_factory=list)
+    assignments: dict[str, PrincipalType] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.users) + len(self.removed_users) + len(self.group_ids) + len(self.assignments)
+
+
+def user_from_item(item: dict[str, Any], where: str) -> EntraUser:
+    return EntraUser(
+        id=_id(item, where),
+        user_principal_name=item.get("userPrincipalName"),
+        display_name=item.get("displayName"),
+        mail=item.get("mail"),
+        # absent means "not known to be enabled": never provision on a guess (R2)
+        account_enabled=item.get("accountEnabled") is True,
+        user_type=item.get("userType"),
+    )
+
+
+def group_from_item(item: dict[str, Any], where: str) -> EntraGroup:
+    return EntraGroup(
+        id=_id(item, where),
+        display_name=item.get("displayName"),
+        security_enabled=item.get("securityEnabled", True) is not False,
+    )
+
+
+def member_type(item: dict[str, Any]) -> MemberType:
+    return _MEMBER_TYPES.get(str(item.get("@odata.type", "")), "other")
+
+
+def users_page(raw: RawPage, where: str) -> GraphPage:
+    page = GraphPage("users")
+    for item in raw.items:
+        if "@removed" in item:
+            page.removed_users.append(_id(item, where))
+        else:
+            page.users.append(user_from_item(item, where))
+    return page
+
+
+def groups_page(raw: RawPage, where: str) -> GraphPage:
+    page = GraphPage("groups")
+    for item in raw.items:
+        gid = _id(item, where)
+        if "@removed" in item:
+            page.removed_groups.append(gid)
+            continue
+        page.group_ids.append(gid)
+        # a big group's later slices carry only id + members@delta: no properties to take
+        if "displayName" in item:
+            page.groups.append(group_from_item(item, where))
+        members = item.get("members@delta")
+        if members is None:
+            continue
+        if not isinstance(members, list):
+            raise malformed(where, f"group {gid}: members@delta is not a list")
+        added = page.members_added.setdefault(gid, {})
+        removed = page.members_removed.setdefault(gid, set())
+        for member in members:
+            if not isinstance(member, dict):
+                raise malformed(where, f"group {gid}: a member is not an object")
+            mid = _id(member, where)
+            if "@removed" in member:
+                added.pop(mid, None)
+                removed.add(mid)
+            else:
+                removed.discard(mid)
+                added[mid] = member_type(member)
+    return page
+
+
+def assignments_page(raw: RawPage, where: str) -> GraphPage:
+    page = GraphPage("assignments")
+    for item in raw.items:
+        # appRoleAssignment ids are not GUIDs; the principal's id is what we key on
+        pid = _id(item, where, key="principalId")
+        kind = item.get("principalType")
+        if kind in ("User", "Group"):
+            page.assignments[pid] = kind
+    return page
+
+
+def members_page(raw: RawPage, where: str, group_id: str) -> GraphPage:
+    """``GET /groups/{id}/members`` (on-demand reads): members as a groups page."""
+    page = GraphPage("groups", group_ids=[group_id], members_added={group_id: {}})
+    for item in raw.items:
+        page.members_added[group_id][_id(item, where)] = member_type(item)
+        if member_type(item) == "user" and "userPrincipalName" in item:
+            page.users.append(user_from_item(item, where))
+    return page
+
+
+# --------------------------------------------------------------------------- merging
+
+
+class ReadAccumulator:
+    """Folds pages into one GraphRead; the last occurrence of an object wins."""
+
+    def __init__(self, full: bool) -> None:
+        self.read = GraphRead(full=full, assignments={})
+
+    def add(self, page: GraphPage) -> None:
+        read = self.read
+        for user in page.users:
+            read.users[user.id] = user
+            read.removed_users.discard(user.id)
+        for uid in page.removed_users:
+            read.users.pop(uid, None)
+            read.removed_users.add(uid)
+        for gid in page.group_ids:
+            read.removed_groups.discard(gid)
+            if read.full:
+                read.members_added.setdefault(gid, {})
+        for group in page.groups:
+            read.groups[group.id] = group
+        for gid in page.removed_groups:
+            read.groups.pop(gid, None)
+            read.members_added.pop(gid, None)
+            read.members_removed.pop(gid, None)
+            read.removed_groups.add(gid)
+        for gid, added in page.members_added.items():
+            target = read.members_added.setdefault(gid, {})
+            gone = read.members_removed.get(gid)
+            for mid, mtype in added.items():
+                target[mid] = mtype
+                if gone:
+                    gone.discard(mid)
+        for gid, removed in page.members_removed.items():
+            if not removed:
+                continue
+            target_removed = read.members_removed.setdefault(gid, set())
+            added_so_far = read.members_added.get(gid, {})
+            for mid in removed:
+                added_so_far.pop(mid, None)
+                target_removed.add(mid)
+        read.assignments.update(page.assignments)
+
+    def finish(self) -> GraphRead:
+        read = self.read
+        # drop empty per-group entries an incremental read does not need
+        if not read.full:
+            read.members_added = {g: m for g, m in read.members_added.items() if m}
+        read.members_removed = {g: m for g, m in read.members_removed.items() if m}
+        return read
