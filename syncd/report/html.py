@@ -1,4 +1,10 @@
-"""The HTML report: one self-contained page (no external assets), every name escaped."""
+"""The HTML report: one self-contained page (no external assets), every name escaped.
+
+The page filters (a text box, a status list) and sorts (click a column heading) with a few
+lines of inline script; a Content-Security-Policy forbids loading anything. The filter can be
+preset from the address, ``report.html#q=alice&status=failure``, which also lets a test drive
+it without a browser automation library.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +16,81 @@ from .model import CycleReport
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f3;cursor:pointer}.counts span{display:inline-block;margin:0 1em .5em 0;padding:4px 8px;background:#eef}
-.failure{background:#fdd}.staged{background:#ffd}.skipped{background:#eee}input{margin:.5em 0;padding:4px;width:20em}
+td{white-space:pre-wrap;word-break:break-word}
+th{background:#f3f3f3;cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+.counts span{display:inline-block;margin:0 1em .5em 0;padding:4px 8px;background:#eef}
+tr.failure{background:#fdd}tr.staged{background:#ffd}tr.skipped{background:#eee}
+.controls{margin:.5em 0}.controls input{padding:4px;width:20em}.controls select{padding:4px}
+.dry{color:#a60}
 """
 
 _SCRIPT = """
-const q=document.getElementById('filter'),rows=[...document.querySelectorAll('#entries tbody tr')];
-q.addEventListener('input',()=>{const t=q.value.toLowerCase();rows.forEach(r=>{r.hidden=!r.textContent.toLowerCase().includes(t)})});
+(function(){
+const q=document.getElementById('filter'),st=document.getElementById('status'),shown=document.getElementById('shown'),
+ tb=document.querySelector('#entries tbody'),rows=[...tb.rows];
+rows.forEach(r=>{r._t=r.textContent.toLowerCase()});
+function apply(){const t=q.value.toLowerCase(),s=st.value;let n=0;
+ rows.forEach(r=>{const h=!(r._t.includes(t)&&(!s||r.dataset.status===s));r.hidden=h;if(!h)n++});
+ shown.textContent=String(n);}
+q.addEventListener('input',apply);st.addEventListener('change',apply);
+const coll=new Intl.Collator(undefined,{numeric:true});
 document.querySelectorAll('#entries th').forEach((th,i)=>th.addEventListener('click',()=>{
- const tb=document.querySelector('#entries tbody'),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
- [...tb.rows].sort((a,b)=>{const x=a.cells[i].textContent,y=b.cells[i].textContent;
-  return (asc?1:-1)*x.localeCompare(y,undefined,{numeric:true})}).forEach(r=>tb.appendChild(r))}));
+ const asc=th.getAttribute('aria-sort')!=='ascending';
+ document.querySelectorAll('#entries th').forEach(h=>h.removeAttribute('aria-sort'));
+ th.setAttribute('aria-sort',asc?'ascending':'descending');
+ const key=r=>r.cells[i].textContent;
+ [...tb.rows].sort((a,b)=>(asc?1:-1)*coll.compare(key(a),key(b))).forEach(r=>tb.appendChild(r));}));
+const p=new URLSearchParams(location.hash.slice(1));
+if(p.has('q'))q.value=p.get('q');
+if(p.has('status'))st.value=p.get('status');
+apply();
+})();
 """
+
+_COLUMNS = ("change", "action", "type", "name", "Entra id", "local id", "status", "reason", "modified")
+
+
+def _value(v: object) -> str:
+    return json.dumps(v, ensure_ascii=False) if v is not None else "-"
 
 
 def render_html(report: CycleReport) -> str:
-    e = escape
-    counts = "".join(f"<span>{e(k)}: {v}</span>" for k, v in report.counts.items()) or "<span>no changes</span>"
+    e = escape  # quote=True: safe in text and in attribute values
+    counts = "".join(f"<span>{e(str(k))}: {v}</span>" for k, v in report.counts.items()) or "<span>no changes</span>"
     rows = []
     for entry in report.entries:
-        mods = "<br>".join(
-            f"{e(k)}: {e(json.dumps(v['old'], ensure_ascii=False))} &rarr; {e(json.dumps(v['new'], ensure_ascii=False))}"
-            for k, v in entry["modified"].items()
+        mods = "\n".join(
+            f"{e(str(k))}: {e(_value(v.get('old')))} \u2192 {e(_value(v.get('new')))}" for k, v in entry["modified"].items()
         )
+        status = e(str(entry["status"]))
         rows.append(
-            f"<tr class=\"{e(entry['status'])}\"><td>{e(str(entry.get('change_id', '')))}</td><td>{e(entry['action'])}</td>"
-            f"<td>{e(entry['object_type'])}</td><td>{e(str(entry['name']))}</td><td>{e(str(entry['entra_id'] or ''))}</td>"
-            f"<td>{e(entry['status'])}</td><td>{e(entry['reason'] or '')}</td><td>{mods}</td></tr>"
+            f'<tr class="{status}" data-status="{status}"><td>{e(str(entry.get("change_id") or ""))}</td>'
+            f"<td>{e(str(entry['action']))}</td><td>{e(str(entry['object_type']))}</td><td>{e(str(entry['name']))}</td>"
+            f"<td>{e(str(entry.get('entra_id') or ''))}</td><td>{e(str(entry.get('local_id') or ''))}</td>"
+            f"<td>{status}</td><td>{e(str(entry.get('reason') or ''))}</td><td>{mods}</td></tr>"
         )
-    errors = "".join(f"<li>{e(x)}</li>" for x in report.errors)
-    dry = " (dry run)" if report.dry_run else ""
+    errors = "".join(f"<li>{e(str(x))}</li>" for x in report.errors)
+    notes = "".join(f"<li>{e(str(x))}</li>" for x in report.notes)
+    phases = ", ".join(f"{e(str(k))} {float(v):.2f} s" for k, v in report.ordered_phases())
+    dry = ' <span class="dry">(dry run: nothing was changed)</span>' if report.dry_run else ""
+    statuses = sorted({str(x["status"]) for x in report.entries})
+    options = "".join(f'<option value="{e(s)}">{e(s)}</option>' for s in statuses)
+    head = "".join(f"<th scope=\"col\">{c}</th>" for c in _COLUMNS)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>syncd cycle {e(report.cycle_id)}</title><style>{_STYLE}</style></head>
-<body><h1>Cycle {e(report.cycle_id)}: {e(report.status)}{dry}</h1>
+<body><h1>Cycle {e(report.cycle_id)}: <span id="cycle-status">{e(report.status)}</span>{dry}</h1>
 <p>Mode {e(report.mode)}, trigger {e(report.trigger)}, {e(report.started_at)} &rarr; {e(report.ended_at)};
-{report.graph_requests} Graph requests ({report.throttled} throttled).</p>
-<div class="counts">{counts}</div>
-{f'<h2>Errors</h2><ul>{errors}</ul>' if errors else ''}
-<h2>Entries ({len(report.entries)})</h2>
-<input id="filter" type="search" placeholder="filter entries" aria-label="filter entries">
-<table id="entries"><thead><tr><th>change</th><th>action</th><th>type</th><th>name</th><th>Entra id</th><th>status</th><th>reason</th><th>modified</th></tr></thead>
+{int(report.graph_requests)} Graph requests ({int(report.throttled)} throttled).{f' Phases: {phases}.' if phases else ''}</p>
+<div class="counts" id="counts">{counts}</div>
+{f'<h2>Errors</h2><ul id="errors">{errors}</ul>' if errors else ''}
+{f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else ''}
+<h2>Entries (<span id="shown">{len(report.entries)}</span> of {len(report.entries)})</h2>
+<div class="controls"><input id="filter" type="search" placeholder="filter entries" aria-label="filter entries">
+<select id="status" aria-label="status"><option value="">every status</option>{options}</select></div>
+<table id="entries"><thead><tr>{head}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <script>{_SCRIPT}</script></body></html>
 """

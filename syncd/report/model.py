@@ -67,6 +67,11 @@ class CycleReport:
             "notes": self.notes,
         }
 
+    def ordered_phases(self) -> list[tuple[str, float]]:
+        """The phases in the order they run (stored JSON sorts its keys)."""
+        order = {"read": 0, "plan": 1, "apply": 2}
+        return sorted(self.phases.items(), key=lambda kv: (order.get(kv[0], 3), kv[0]))
+
     def document(self) -> dict[str, Any]:
         return {**self.header(), "entries": self.entries}
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 
 from .model import CycleReport
 
@@ -31,15 +32,15 @@ def render_text_summary(report: CycleReport) -> str:
         f"  {counts}; {report.graph_requests} Graph requests"
         + (f" ({report.throttled} throttled)" if report.throttled else ""),
     ]
-    lines += [f"  note: {n}" for n in report.notes]
-    lines += [f"  error: {e}" for e in report.errors]
+    lines += [f"  note: {_one_line(n)}" for n in report.notes]
+    lines += [f"  error: {_one_line(e)}" for e in report.errors]
     return "\n".join(lines)
 
 
 def render_text(report: CycleReport) -> str:
     out = [render_text_summary(report)]
     if report.phases:
-        out.append("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.phases.items()))
+        out.append("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.ordered_phases()))
     if report.entries:
         rows = [
             (
@@ -57,8 +58,14 @@ def render_text(report: CycleReport) -> str:
     return "\n".join(out)
 
 
+# C0/C1 control characters (ESC starts terminal escape sequences): shown, never sent raw
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _one_line(value: object) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
+    if value is None:
+        return ""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", " ".join(str(value).split()))
 
 
 def _short(value: object) -> str:
@@ -90,12 +97,22 @@ def _csv_cell(value: object) -> str:
     if value is None:
         return ""
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
-    # a cell starting with = + - @ is a formula to spreadsheets: keep it text
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # a cell starting with = + - @ (or a tab/CR, or spaces before one) is a formula to
+    # spreadsheets: a leading apostrophe keeps it text
+    return "'" + text if text[:1] in _FORMULA or text.lstrip(" \t\r\n")[:1] in _FORMULA else text
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n", "|")
 
 
 def write_private(path: str, text: str) -> None:
     """Reports name users: write them readable by the owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with open_private(path) as f:
         f.write(text)
+
+
+def open_private(path: str):
+    """A text file open for writing, mode 0600 even when it existed with a wider mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
