@@ -12,9 +12,8 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-
-import sqlite_utils
 
 from ..errors import SyncdError
 from ..model import (
@@ -68,7 +67,13 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+
+    @cached_property
+    def db(self):  # -> sqlite_utils.Database
+        """sqlite-utils over the same connection, for bulk work; loaded only when used."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()

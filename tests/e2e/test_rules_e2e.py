@@ -171,7 +171,7 @@ def test_r7_r8_groups_created_adopted_and_admin_mapping(env: Env) -> None:
         t.assign(g)
     report = env.sync()
     groups = env.groups()
-    assert groups["sales"]["entra_id"] == sales and groups["sales"]["managed"]
+    assert groups["Sales"]["entra_id"] == sales and groups["Sales"]["managed"]  # adopted, takes Entra's name
     assert groups["Administrators"]["entra_id"] == admins
     assert groups["Engineering"]["managed"]
     assert {e["action"] for e in entries(report, object_type="group")} >= {"adopt", "create"}
