@@ -7,7 +7,7 @@
   authority aliases for a shared user token cache, which an app-only in-memory cache
   never uses. The authority is operator configuration, https-only, TLS-verified.
 - msal gets our own HTTP client (``TokenHttpClient``): a ``requests.Session`` with
-  ``trust_env=False``, ``verify=`` certifi + system + ``entra.ca_bundle``, timeouts, and
+  ``trust_env=False``, verifying with the system store + ``entra.ca_bundle``, timeouts, and
   retries of 429/5xx/connection errors, which msal does not do itself (msal's docs: a
   custom http_client owns retries). Retrying inside the client also keeps msal's
   throttle cache from replaying a stale 429/5xx to our retry.
@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from ..config import EntraConfig
 from ..errors import SourceError
-from .tls import CombinedCaFile, is_certificate_failure, proxy_for, tls_error
+from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
 from .tuning import DEFAULT_TUNING, Deadline, Tuning
 
 log = logging.getLogger("syncd.source.auth")
@@ -216,10 +216,10 @@ class TokenHttpClient:
 
         self._tuning = tuning
         self._deadline = deadline
-        self._ca = CombinedCaFile(entra.ca_bundle)
         self.session = requests.Session()
-        self.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify=
-        self.session.verify = self._ca.verify
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override our trust
+        self.session.verify = True  # with the adapter's context: see tls.requests_adapter
+        self.session.mount("https://", requests_adapter(ssl_context(entra.ca_bundle)))
         proxy = proxy_for(entra.authority_host)
         if proxy:
             self.session.proxies = {"https": proxy}
@@ -233,13 +233,12 @@ class TokenHttpClient:
 
     def close(self) -> None:
         self.session.close()
-        self._ca.remove()
 
     def _send(self, method: str, url: str, **kwargs: Any) -> Any:
         import requests
 
         kwargs.setdefault("timeout", (self._tuning.connect_timeout_s, self._tuning.read_timeout_s))
-        kwargs["verify"] = self._ca.verify  # never off, whatever a caller passes
+        kwargs["verify"] = True  # never off, whatever a caller passes
         host = urlparse(url).hostname or url
         path = urlparse(url).path
         attempt = 0

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from kiota_abstractions.api_client_builder import register_default_deserializer
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
@@ -40,9 +41,12 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.options import RetryHandlerOption
+from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph import GraphRequestAdapter
+from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
+from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ..config import EntraConfig
@@ -182,6 +186,9 @@ class GraphClient:
             timeout=httpx.Timeout(tuning.read_timeout_s, connect=tuning.connect_timeout_s),
         )
         http = self._with_middleware(http)
+        # error bodies (ODataError) are parsed by Kiota: register its JSON parser, as
+        # GraphServiceClient does (the registry is a process-wide singleton)
+        register_default_deserializer(JsonParseNodeFactory)
         self.adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(self.token_provider), client=http)
         self.adapter.base_url = self.base_url
         self._http = http
@@ -193,12 +200,14 @@ class GraphClient:
         our delay policy, so we assemble the same list and use the custom entry point.)
         """
         option = RetryHandlerOption(delay=0.0, max_retries=self.tuning.throttle_retries)
-        middleware = KiotaClientFactory.get_default_middleware({RetryHandlerOption.get_key(): option})
+        # the SDK's own options (its telemetry header carries the msgraph-sdk version)
+        options = {**SDK_MIDDLEWARE_OPTIONS, RetryHandlerOption.get_key(): option}
+        middleware = KiotaClientFactory.get_default_middleware(options)
         middleware = [
             DeadlineRetryHandler(option, self.tuning, self.deadline) if isinstance(m, RetryHandler) else m
             for m in middleware
         ]
-        middleware.append(GraphTelemetryHandler())
+        middleware.append(GraphTelemetryHandler(options=options[GraphTelemetryHandlerOption.get_key()]))
         return GraphClientFactory.create_with_custom_middleware(middleware, client=http)
 
     # ------------------------------------------------------------------ links
@@ -215,6 +224,8 @@ class GraphClient:
         return link
 
     def path_of(self, info: RequestInformation) -> str:
+        """The URL path of a request, for messages (no query: links carry opaque state)."""
+        self.adapter.set_base_url_for_request_information(info)
         try:
             return urlparse(info.url).path
         except Exception:  # a template that cannot expand: name the template
@@ -316,6 +327,10 @@ class GraphClient:
             reason = "timed out"
         elif isinstance(exc, httpx.ConnectError):
             reason = "cannot connect (DNS or connection refused)"
+        elif isinstance(exc, httpx.RemoteProtocolError) and "complete message body" in str(exc):
+            # Content-Length promised more than arrived: retried, and if it persists R14 says
+            # a page is missing, so it fails as malformed data
+            return SourceError(f"{request.what} ({path}): truncated body ({exc})", kind="malformed")
         elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             reason = "connection reset"
         else:

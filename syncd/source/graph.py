@@ -46,7 +46,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
@@ -255,13 +255,14 @@ class GraphSource:
         seen: set[str] = set()
         while True:
             body = await self.client.get_page(request)
-            where = self.client.path_of(request.build())
+            info = request.build()
+            where = self.client.path_of(info)
+            seen.add(unquote(info.url))
             raw = parse_page(body, where)
             await on_raw(raw, where)
             if raw.next_link:
-                if raw.next_link in seen:
+                if unquote(raw.next_link) in seen:
                     raise malformed(where, "@odata.nextLink repeats an earlier page (loop)")
-                seen.add(raw.next_link)
                 request = next_request(self.client.check_link(raw.next_link, request.what))
                 continue
             if not delta:

@@ -185,7 +185,9 @@ def groups_page(raw: RawPage, where: str) -> GraphPage:
 def assignments_page(raw: RawPage, where: str) -> GraphPage:
     page = GraphPage("assignments")
     for item in raw.items:
-        # appRoleAssignment ids are not GUIDs; the principal's id is what we key on
+        # appRoleAssignment ids are not GUIDs (base64 strings); the principal's id is the key
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            raise malformed(where, "an assignment has no 'id'")
         pid = _id(item, where, key="principalId")
         kind = item.get("principalType")
         if kind in ("User", "Group"):

@@ -1,7 +1,7 @@
 """TLS trust and proxies for both HTTP stacks (requests for msal, httpx for Graph).
 
 ``entra.ca_bundle`` holds *extra* trusted CAs (a TLS-inspecting proxy, the simulator): we
-trust certifi's store, the system store, and those. Both clients are built with
+trust the system store (certifi's where there is none) plus those. Both clients are built with
 ``trust_env=False`` because this kind of machine sets ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE``, which requests lets override ``verify=``: the configuration must win.
 Proxies from the environment are still honoured, explicitly, by ``proxy_for``.
@@ -11,11 +11,12 @@ Verification is never turned off: there is no knob for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import ssl
-import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import certifi
@@ -28,12 +29,13 @@ CA_BUNDLE_FIX = (
 )
 
 
-def _system_ca_file() -> str | None:
+def _base_store() -> str:
+    """The system CA file when there is one (it carries any CA the admin installed), else certifi."""
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
         if candidate and os.path.isfile(candidate):
             return candidate
-    return None
+    return certifi.where()
 
 
 def _read_extra(ca_bundle: str) -> bytes:
@@ -55,11 +57,21 @@ def _read_extra(ca_bundle: str) -> bytes:
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verifying context: certifi + system store + the configured extra CAs."""
-    ctx = ssl.create_default_context(cafile=certifi.where())
-    system = _system_ca_file()
-    if system:
-        ctx.load_verify_locations(cafile=system)
+    """Verifying context: the system (or certifi) store + the configured extra CAs.
+
+    Shared by msal's requests session and the httpx client, and cached per process:
+    parsing a CA store costs ~0.15 s here, too much to pay per connection or per cycle.
+    """
+    stamp = None
+    if ca_bundle:
+        with contextlib.suppress(OSError):
+            stamp = os.stat(ca_bundle).st_mtime_ns
+    return _cached_context(ca_bundle, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_context(ca_bundle: str | None, stamp: int | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=_base_store())
     if ca_bundle:
         pem = _read_extra(ca_bundle)
         try:
@@ -73,35 +85,20 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     return ctx
 
 
-class CombinedCaFile:
-    """A private PEM file (certifi + system + extra) for requests, which wants a path.
+def requests_adapter(ctx: ssl.SSLContext) -> Any:
+    """A requests transport adapter that verifies with ``ctx`` (session.verify stays True).
 
-    Only built when ``ca_bundle`` is set; otherwise requests uses certifi (``verify=True``).
+    requests >= 2.32 uses a pool manager's ``ssl_context`` as is when ``verify`` is True,
+    so no CA file is re-parsed per connection and no env variable can replace it.
     """
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self, ca_bundle: str | None) -> None:
-        self.path: str | None = None
-        if not ca_bundle:
-            return
-        parts = [Path(certifi.where()).read_bytes()]
-        system = _system_ca_file()
-        if system:
-            parts.append(Path(system).read_bytes())
-        parts.append(_read_extra(ca_bundle))
-        fd, path = tempfile.mkstemp(prefix="syncd-ca-", suffix=".pem")
-        with os.fdopen(fd, "wb") as out:
-            out.write(b"\n".join(parts))
-        self.path = path
+    class _ContextAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = ctx
+            super().init_poolmanager(*args, **kwargs)
 
-    @property
-    def verify(self) -> str | bool:
-        return self.path or True
-
-    def remove(self) -> None:
-        if self.path:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            self.path = None
+    return _ContextAdapter()
 
 
 def proxy_for(url: str) -> str | None:

@@ -6,6 +6,8 @@ run in milliseconds. Nothing here imports msal or msgraph.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -34,7 +36,27 @@ class Tuning:
         return random.uniform(ceiling / 2, ceiling)
 
 
-DEFAULT_TUNING = Tuning()
+def tuning_from_env(value: str | None) -> Tuning:
+    """``SYNCD_TUNING="backoff_initial_s=0.02,backoff_max_s=0.1"``: shorter waits for tests.
+
+    Meant for test suites that drive the real CLI in a subprocess; operators need not set
+    it. Only the fields above, as numbers; anything else is ignored.
+    """
+    changes: dict[str, float | int] = {}
+    fields = {f.name: f.type for f in dataclasses.fields(Tuning)}
+    for part in (value or "").split(","):
+        key, _, raw = part.partition("=")
+        key = key.strip()
+        if key not in fields:
+            continue
+        try:
+            changes[key] = int(raw) if fields[key] in ("int", int) else float(raw)
+        except ValueError:
+            continue
+    return dataclasses.replace(Tuning(), **changes)
+
+
+DEFAULT_TUNING = tuning_from_env(os.environ.get("SYNCD_TUNING"))
 
 
 class Deadline:
