@@ -15,7 +15,8 @@
 - Back-off (like Entra's quarantine): after 2 or more failed cycles in a row the next cycle
   waits ``interval × 2^(failures-1)``, at most :data:`BACKOFF_CAP` (4 hours, or the interval
   if that is longer). The store's meta ``backoff`` (``{"failures", "next_run"}``) and
-  ``next_run`` tell `syncd status`; a cycle that does not fail clears the back-off.
+  ``next_run`` tell `syncd status`; a cycle that does not fail clears the back-off, and a
+  SIGHUP (reload) while backing off runs the next cycle at once.
 - WATCHDOG=1 every WatchdogSec/2 while the scheduler is alive and no cycle has been running
   for longer than its own timeout plus :data:`STUCK_MARGIN`; a wedged daemon gets restarted.
 
@@ -172,10 +173,12 @@ class Daemon:
             log.warning("%s", warning)
         self.config = new
         if (self.interval(new), new.sync.jitter_seconds) != (self.interval(old), old.sync.jitter_seconds):
-            keep = self._next_run() if self.failures >= 2 else None
             self.scheduler.reschedule_job(JOB_ID, trigger=self._trigger(new))
-            if keep is not None and keep > (self._next_run() or keep):
-                self.scheduler.modify_job(JOB_ID, next_run_time=keep)  # stay backed off
+            self._write_next_run()
+        if self.failures >= 2:
+            # backing off: the operator has probably just fixed the cause, so try now
+            log.info("SIGHUP while backing off after %d failed cycles: next cycle now", self.failures)
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
             self._write_next_run()
         if new.store_path != old.store_path:
             log.warning("SIGHUP: store.path changed from %s to %s: the next cycle uses the new store", old.store_path, new.store_path)

@@ -34,6 +34,8 @@ def notify(*fields: str) -> bool:
     message = "\n".join(f.replace("\n", " ") for f in fields).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # a manager that does not read (a full queue) must not hang the daemon
+            sock.settimeout(1.0)
             sock.connect(addr)
             sock.sendall(message)
         return True
