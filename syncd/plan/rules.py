@@ -214,7 +214,7 @@ class _Planner:
                     self.deactivate(local, "disabled in Entra ID (accountEnabled is false)")
                 return None
             self.skip_error("user", user.id, name, mapped)
-            if local is not None:
+            if local is not None and local.status == "active":
                 self.untouched.add(local.id)  # R5 "skipped": left as it is, its groups too
             return None
         if local is None:
