@@ -5,7 +5,7 @@ a 1M-user tenant takes seconds, and each user costs one slotted object plus its 
 
 Layout (documented because benchmarks assert on it):
 - users ``user0000000@domain`` ... (display name ``User N``, mail = UPN); the first
-  ``guests`` of them are B2B guests ``guestN_partnerK.example#EXT#@domain`` (mail
+  ``guests`` of them are B2B guests ``guestN_partnerK.example#EXT#@domain`` (``Guest N``, mail
   ``guestN@partnerK.example``); ``disabled`` users spread evenly have accountEnabled false;
 - ``groups`` groups ``Group 00000`` ...; group g holds ``members_per_group`` consecutive users
   starting at user ``g * members_per_group`` (wrapping), so memberships overlap only when
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .tenant import Group, Tenant, now_iso
+from .tenant import Group, Tenant, User, now_iso
 
 
 def generate_tenant(users: int, groups: int, members_per_group: int, nested_groups: int = 0,
@@ -33,49 +33,27 @@ def generate_tenant(users: int, groups: int, members_per_group: int, nested_grou
         raise ValueError("counts must be non-negative, guests and disabled at most users")
     t = Tenant(domain=domain, seed=seed)
     created = now_iso()
-    disabled_every = users // disabled if disabled else 0
-    user_ids: list[str] = []
     with t.bulk_load():
-        for n in range(users):
-            uid = t.new_guid()
-            if n < guests:
-                partner = f"partner{n % 50}.example"
-                upn = f"guest{n}_{partner}#EXT#@{domain}"
-                mail: str | None = f"guest{n}@{partner}"
-                user_type = "Guest"
-            else:
-                upn = f"user{n:07d}@{domain}"
-                mail = upn  # the same string object: no extra memory
-                user_type = "Member"
-            enabled = not (disabled_every and n % disabled_every == disabled_every - 1
-                           and n // disabled_every < disabled)
-            t._add_user_unchecked(uid, upn, f"User {n}", mail, enabled, user_type)
-            user_ids.append(uid)
+        user_ids = t.new_guids(users)
+        t.users.extend(user_ids, _users(user_ids, guests, disabled, domain))
 
+        # group k takes the next members_per_group users, round the user list
+        per_group = min(members_per_group, users)
+        ring = user_ids * (1 + (groups + nested_groups) * per_group // max(users, 1))
+        names = [f"Group {g:05d}" for g in range(groups)]
+        names += [f"Nested {k:05d}" for k in range(nested_groups if groups else 0)]
+        group_ids = t.new_guids(len(names))
         cursor = 0
-
-        def fill(gid: str) -> None:
-            nonlocal cursor
-            members = t.groups[gid].members
-            for _ in range(min(members_per_group, users)):
-                uid = user_ids[cursor % users]
-                members.add(uid, uid)
-                cursor += 1
-
-        top_level = []
-        for g in range(groups):
-            gid = t.new_guid()
-            t.groups.add(gid, Group(gid, f"Group {g:05d}", True))
-            top_level.append(gid)
-            if users:
-                fill(gid)
-        for k in range(nested_groups if groups else 0):
-            gid = t.new_guid()
-            t.groups.add(gid, Group(gid, f"Nested {k:05d}", True))
-            if users:
-                fill(gid)
-            parent = t.groups[top_level[k % groups]]
-            parent.members.add(gid, gid)
+        for gid, name in zip(group_ids, names, strict=True):
+            group = Group(gid, name, True)
+            members = ring[cursor:cursor + per_group]
+            cursor += per_group
+            group.members.extend(members, members)
+            t.groups.add(gid, group)
+        del ring
+        top_level = group_ids[:groups]
+        for k, gid in enumerate(group_ids[groups:]):
+            t.groups[top_level[k % groups]].members.add(gid, gid)
 
         if assign in ("groups", "both"):
             for gid in top_level:
@@ -88,3 +66,19 @@ def generate_tenant(users: int, groups: int, members_per_group: int, nested_grou
                 t._assign_unchecked(uid, "User", created)
     return t
 
+
+def _users(ids: list[str], guests: int, disabled: int, domain: str) -> list[User]:
+    disabled_every = len(ids) // disabled if disabled else 0
+    out = []
+    for n, uid in enumerate(ids):
+        if n < guests:
+            partner = f"partner{n % 50}.example"
+            out.append(User(uid, f"guest{n}_{partner}#EXT#@{domain}", f"Guest {n}",
+                            f"guest{n}@{partner}", True, "Guest"))
+            continue
+        upn = f"user{n:07d}@{domain}"
+        out.append(User(uid, upn, f"User {n}", upn, True, "Member"))  # mail: the same string
+    if disabled_every:
+        for k in range(disabled):
+            out[k * disabled_every + disabled_every - 1].enabled = False
+    return out
