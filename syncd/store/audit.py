@@ -3,12 +3,20 @@
 Each cycle row holds its report header as canonical JSON, each entry its own row; ``hash`` is
 sha256 over the previous cycle's hash, the header and every entry, so changing one byte of a
 stored report or entry (or removing a cycle from the middle) is found by ``audit verify``.
+
+The header also records ``entries_sha256`` (sha256 over the entries alone), so that a
+mismatch can be told apart: header changed, or entries changed. ``meta`` keeps
+``chain_anchor`` (the hash the oldest kept cycle chains from: the last pruned cycle's, or the
+genesis) and ``chain_head`` (the newest cycle's hash, so removing the newest cycles shows too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import SyncdError
@@ -16,6 +24,10 @@ from ..report.model import CycleReport
 from .db import Store
 
 GENESIS = "0" * 64
+
+# columns of `cycles` that repeat fields of the hashed header (for listing and lookup)
+_COLUMNS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at", "ended_at")
+SUMMARY_KEYS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at", "ended_at", "counts")
 
 
 def canonical(doc: Any) -> str:
@@ -33,13 +45,21 @@ def chain_hash(prev_hash: str, header: str, entries: list[str]) -> str:
     return h.hexdigest()
 
 
+def entries_hash(entries: list[str]) -> str:
+    h = hashlib.sha256()
+    for e in entries:
+        h.update(e.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def save_report(store: Store, report: CycleReport) -> None:
     """Store a report (call inside the cycle's transaction so it commits with the changes)."""
     c = store.conn
     row = c.execute("SELECT hash FROM cycles ORDER BY seq DESC LIMIT 1").fetchone()
     prev = row[0] if row else store.get_meta("chain_anchor", GENESIS) or GENESIS
-    header = canonical(report.header())
     entries = [canonical(e) for e in report.entries]
+    header = canonical({**report.header(), "entries_sha256": entries_hash(entries)})
     digest = chain_hash(prev, header, entries)
     cur = c.execute(
         "INSERT INTO cycles (cycle_id, status, mode, dry_run, trigger, started_at, ended_at, document, entry_count, hash, prev_hash)"
@@ -51,6 +71,13 @@ def save_report(store: Store, report: CycleReport) -> None:
     )
     seq = cur.lastrowid
     c.executemany("INSERT INTO entries (cycle_seq, n, entry) VALUES (?, ?, ?)", ((seq, n, e) for n, e in enumerate(entries)))
+    store.set_meta("chain_head", digest)
+
+
+def _doc_of(store: Store, seq: int, document: str) -> dict[str, Any]:
+    doc = json.loads(document)
+    doc["entries"] = [json.loads(r[0]) for r in store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))]
+    return doc
 
 
 def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
@@ -63,19 +90,204 @@ def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
         row = c.execute("SELECT seq, document FROM cycles WHERE cycle_id = ?", (cycle_id,)).fetchone()
         if row is None:
             raise SyncdError(f"no cycle {cycle_id!r}: `syncd reports` lists them")
-    doc = json.loads(row[1])
-    doc["entries"] = [json.loads(r[0]) for r in c.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (row[0],))]
-    return CycleReport.from_document(doc)
+    return CycleReport.from_document(_doc_of(store, row[0], row[1]))
 
 
-def list_reports(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT document FROM cycles ORDER BY seq DESC"
-    args: tuple = ()
-    if limit is not None:
-        sql += " LIMIT ?"
-        args = (limit,)
-    out = []
-    for (document,) in store.conn.execute(sql, args):
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 date or time; without a timezone it is UTC."""
+    t = datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _matches(started_at: str, status: str, since: datetime | None, status_filter: str | None) -> bool:
+    if status_filter is not None and status != status_filter:
+        return False
+    if since is not None:
+        try:
+            return parse_time(started_at) >= since
+        except ValueError:
+            return True  # an unreadable time is shown rather than hidden
+    return True
+
+
+def list_reports(
+    store: Store, limit: int | None = None, *, since: datetime | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Cycle summaries (SPEC §4 `reports --json`), newest first."""
+    out: list[dict[str, Any]] = []
+    for started_at, st, document in store.conn.execute("SELECT started_at, status, document FROM cycles ORDER BY seq DESC"):
+        if limit is not None and len(out) >= limit:
+            break
+        if not _matches(started_at, st, since, status):
+            continue
         doc = json.loads(document)
-        out.append({k: doc[k] for k in ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at", "ended_at", "counts")})
+        out.append({k: doc[k] for k in SUMMARY_KEYS})
     return out
+
+
+def export_reports(store: Store, *, since: datetime | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """Whole cycle documents (entries included), oldest first, each with its chain hashes."""
+    rows = store.conn.execute("SELECT seq, started_at, status, document, hash, prev_hash FROM cycles ORDER BY seq").fetchall()
+    for seq, started_at, st, document, digest, prev in rows:
+        if not _matches(started_at, st, since, status):
+            continue
+        doc = CycleReport.from_document(_doc_of(store, seq, document)).document()
+        doc["chain"] = {"hash": digest, "prev_hash": prev}
+        yield doc
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def prune_reports(store: Store, retention_days: int, now: datetime | None = None) -> int:
+    """Remove the oldest reports started more than ``retention_days`` ago (inside a transaction).
+
+    Only a prefix of the chain is removed, never the newest cycle, and ``chain_anchor``
+    becomes the hash of the last removed cycle, so the kept chain still verifies.
+    """
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    c = store.conn
+    newest = c.execute("SELECT max(seq) FROM cycles").fetchone()[0]
+    if newest is None:
+        return 0
+    last: tuple[int, str, str] | None = None
+    count = 0
+    for seq, cycle_id, started_at, digest in c.execute(
+        "SELECT seq, cycle_id, started_at, hash FROM cycles WHERE seq < ? ORDER BY seq", (newest,)
+    ):
+        try:
+            old = parse_time(started_at) < cutoff
+        except ValueError:
+            old = False
+        if not old:
+            break
+        last = (seq, cycle_id, digest)
+        count += 1
+    if last is None:
+        return 0
+    seq, cycle_id, digest = last
+    c.execute("DELETE FROM entries WHERE cycle_seq <= ?", (seq,))
+    c.execute("DELETE FROM cycles WHERE seq <= ?", (seq,))
+    store.set_meta("chain_anchor", digest)
+    store.set_meta("chain_anchor_cycle", cycle_id)
+    return count
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class Problem:
+    cycle_id: str | None
+    seq: int | None
+    kind: str  # header_changed | entry_changed | entry_missing | entry_added | chain_broken | head_missing
+    detail: str
+
+
+@dataclass
+class Verification:
+    ok: bool
+    cycles: int = 0
+    entries: int = 0
+    anchor: str = GENESIS
+    anchor_cycle: str | None = None
+    head: str | None = None
+    problem: Problem | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+def verify_chain(store: Store) -> Verification:
+    """Recompute the chain and every entry; stop at the first cycle that does not match."""
+    c = store.conn
+    own_txn = not c.in_transaction
+    if own_txn:
+        c.execute("BEGIN")  # one snapshot: a cycle committing meanwhile is not a false alarm
+    try:
+        return _verify(store)
+    finally:
+        if own_txn:
+            c.execute("COMMIT")
+
+
+def _verify(store: Store) -> Verification:
+    c = store.conn
+    anchor = store.get_meta("chain_anchor", GENESIS) or GENESIS
+    result = Verification(ok=True, anchor=anchor, anchor_cycle=store.get_meta("chain_anchor_cycle"))
+    prev = anchor
+    prev_id: str | None = result.anchor_cycle
+
+    def fail(cycle_id: str | None, seq: int | None, kind: str, detail: str) -> Verification:
+        result.ok = False
+        result.problem = Problem(cycle_id, seq, kind, detail)
+        return result
+
+    for seq, *cols, document, entry_count, digest, prev_hash in c.execute(
+        "SELECT seq, cycle_id, status, mode, dry_run, trigger, started_at, ended_at, document, entry_count, hash, prev_hash"
+        " FROM cycles ORDER BY seq"
+    ).fetchall():
+        cycle_id = cols[0]
+        if prev_hash != prev:
+            where = f"cycle {prev_id}" if prev_id else "the chain's anchor"
+            return fail(cycle_id, seq, "chain_broken",
+                        f"its prev_hash does not match {where}: a cycle before it was removed, or a stored hash was altered")
+        rows = c.execute("SELECT n, entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,)).fetchall()
+        entries = [r[1] for r in rows]
+        ns = [r[0] for r in rows]
+        expected_ns = list(range(entry_count))
+        if ns != expected_ns:
+            have, want = set(ns), set(expected_ns)
+            if want - have:
+                missing = sorted(want - have)
+                return fail(cycle_id, seq, "entry_missing",
+                            f"{len(missing)} of its {entry_count} entries are missing (first: entry {missing[0] + 1})")
+            added = sorted(have - want)
+            return fail(cycle_id, seq, "entry_added", f"{len(added)} entries were added (first: entry {added[0] + 1})")
+        try:
+            header = json.loads(document)
+        except ValueError:
+            return fail(cycle_id, seq, "header_changed", "its stored header is not valid JSON")
+        if chain_hash(prev, document, entries) != digest:
+            return fail(cycle_id, seq, *_diagnose(header, document, entries))
+        # the columns used to find and list cycles must say what the hashed header says
+        for name, value in zip(_COLUMNS, cols, strict=True):
+            want = int(header.get(name)) if name == "dry_run" and isinstance(header.get(name), bool) else header.get(name)
+            if value != want:
+                return fail(cycle_id, seq, "header_changed", f"column {name} reads {value!r}, its hashed report says {want!r}")
+        result.cycles += 1
+        result.entries += entry_count
+        prev, prev_id = digest, cycle_id
+
+    orphans = c.execute("SELECT count(*) FROM entries WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0]
+    if orphans:
+        return fail(None, None, "chain_broken", f"{orphans} entries belong to no stored cycle: a cycle was removed")
+    head = store.get_meta("chain_head")
+    result.head = prev if result.cycles else head
+    if head is not None and head != prev:
+        return fail(prev_id, None, "head_missing",
+                    "the newest stored cycle is not the last one recorded: cycles after it were removed")
+    return result
+
+
+def _diagnose(header: dict[str, Any], document: str, entries: list[str]) -> tuple[str, str]:
+    """Why a cycle's hash does not match: its header or one of its entries."""
+    for n, e in enumerate(entries):
+        try:
+            if canonical(json.loads(e)) != e:
+                return "entry_changed", f"entry {n + 1} is not as it was written (not canonical JSON)"
+        except ValueError:
+            return "entry_changed", f"entry {n + 1} is not valid JSON"
+    recorded = header.get("entries_sha256")
+    if canonical(header) != document:
+        return "header_changed", "its stored header is not as it was written (not canonical JSON)"
+    if recorded is not None and recorded != entries_hash(entries):
+        counts = CycleReport.from_document({**header, "entries": [json.loads(e) for e in entries]}).counts
+        hint = "" if counts == header.get("counts") else " (the counts no longer add up)"
+        return "entry_changed", f"its entries do not match the digest recorded in its header{hint}"
+    if recorded is not None:
+        return "header_changed", "its header does not match its hash (the entries do)"
+    return "header_changed", "its header or entries do not match its hash"

@@ -1,0 +1,250 @@
+"""Tamper evidence and retention: `syncd audit verify` after real cycles, pruning and edits."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syncd.cycle import CycleOptions, run_cycle
+from syncd.store.audit import GENESIS, prune_reports, save_report, verify_chain
+from syncd.store.db import Store
+from tests.report.conftest import Env, fake_reader, make_report
+
+
+def cycles(env: Env, n: int) -> list[str]:
+    """``n`` real cycles (run_cycle with a fake Graph read), every third a dry run."""
+    cfg = env.config()
+    ids = []
+    for i in range(n):
+        rep = run_cycle(cfg, CycleOptions(dry_run=(i % 3 == 2)), reader=fake_reader(3 + i % 4, prefix=f"p{i % 2}"))
+        ids.append(rep.cycle_id)
+    return ids
+
+
+def verify(env: Env, expect: int = 0) -> dict:
+    result = env.cli("audit", "verify", "--json")
+    assert result.code == expect, result
+    assert "Traceback" not in result.err
+    return json.loads(result.out)
+
+
+def raw(env: Env) -> sqlite3.Connection:
+    """The store file opened by hand, as someone tampering with it would (no foreign keys)."""
+    return sqlite3.connect(env.store_path, isolation_level=None)
+
+
+def seq_of(env: Env, cycle_id: str) -> int:
+    with raw(env) as c:
+        return c.execute("SELECT seq FROM cycles WHERE cycle_id = ?", (cycle_id,)).fetchone()[0]
+
+
+def flip_byte(text: str, pos: int) -> str:
+    ch = text[pos]
+    return text[:pos] + ("b" if ch == "a" else "a") + text[pos + 1:]
+
+
+@pytest.fixture
+def many(env: Env) -> tuple[Env, list[str]]:
+    return env, cycles(env, 12)
+
+
+def test_verify_passes_after_many_cycles(many) -> None:
+    env, ids = many
+    doc = verify(env)
+    assert doc["ok"] is True and doc["problem"] is None
+    assert doc["cycles"] == 12 and doc["entries"] > 12
+    text = env.cli("audit", "verify")
+    assert text.code == 0 and text.out.startswith("audit trail intact: 12 cycles")
+    dry = [r for r in env.json("reports", "--json") if r["dry_run"]]
+    assert len(dry) == 4  # dry runs are stored and chained too
+
+
+def test_one_byte_of_a_header_changed(many) -> None:
+    env, ids = many
+    target = ids[5]
+    with raw(env) as c:
+        doc = c.execute("SELECT document FROM cycles WHERE cycle_id = ?", (target,)).fetchone()[0]
+        pos = doc.index('"mode":"') + len('"mode":"') + 1  # one letter inside "full"
+        c.execute("UPDATE cycles SET document = ? WHERE cycle_id = ?", (flip_byte(doc, pos), target))
+    doc = verify(env, 1)
+    assert doc["ok"] is False
+    assert doc["problem"]["cycle_id"] == target and doc["problem"]["kind"] == "header_changed"
+    assert doc["cycles"] == 5
+    text = env.cli("audit", "verify")
+    assert text.code == 1 and f"cycle {target}" in text.err and "header changed" in text.err
+
+
+def test_one_byte_of_an_entry_changed(many) -> None:
+    env, ids = many
+    target = ids[7]
+    with raw(env) as c:
+        seq = seq_of(env, target)
+        entry = c.execute("SELECT entry FROM entries WHERE cycle_seq = ? AND n = 1", (seq,)).fetchone()[0]
+        pos = entry.index("@contoso.com") + 1  # a letter of the user's name
+        c.execute("UPDATE entries SET entry = ? WHERE cycle_seq = ? AND n = 1", (flip_byte(entry, pos), seq))
+    doc = verify(env, 1)
+    assert (doc["problem"]["cycle_id"], doc["problem"]["kind"]) == (target, "entry_changed")
+    text = env.cli("audit", "verify")
+    assert f"cycle {target}" in text.err and "entry changed" in text.err
+
+
+def test_the_first_bad_cycle_is_named(many) -> None:
+    env, ids = many
+    with raw(env) as c:
+        for target in (ids[9], ids[3]):
+            c.execute("UPDATE entries SET entry = replace(entry, '\"create\"', '\"adopt\"') WHERE cycle_seq = ?", (seq_of(env, target),))
+    assert verify(env, 1)["problem"]["cycle_id"] == ids[3]
+
+
+def test_an_entry_deleted(many) -> None:
+    env, ids = many
+    with raw(env) as c:
+        c.execute("DELETE FROM entries WHERE cycle_seq = ? AND n = 0", (seq_of(env, ids[4]),))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[4], "entry_missing")
+
+
+def test_an_entry_deleted_and_the_count_fixed_up(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[4])
+    with raw(env) as c:
+        last = c.execute("SELECT max(n) FROM entries WHERE cycle_seq = ?", (seq,)).fetchone()[0]
+        c.execute("DELETE FROM entries WHERE cycle_seq = ? AND n = ?", (seq, last))
+        c.execute("UPDATE cycles SET entry_count = entry_count - 1 WHERE seq = ?", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[4], "entry_changed")
+
+
+def test_an_entry_added(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[2])
+    with raw(env) as c:
+        c.execute("INSERT INTO entries (cycle_seq, n, entry) SELECT cycle_seq, n + 1000, entry FROM entries WHERE cycle_seq = ? AND n = 0", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[2], "entry_added")
+
+
+def test_a_cycle_removed_from_the_middle(many) -> None:
+    env, ids = many
+    with raw(env) as c:
+        c.execute("DELETE FROM cycles WHERE cycle_id = ?", (ids[6],))  # its entries stay behind (no FK here)
+    doc = verify(env, 1)
+    assert (doc["problem"]["cycle_id"], doc["problem"]["kind"]) == (ids[7], "chain_broken")
+    assert ids[5] in doc["problem"]["detail"]
+    text = env.cli("audit", "verify")
+    assert f"cycle {ids[7]}" in text.err and "chain broken" in text.err
+
+
+def test_a_cycle_and_its_entries_removed_cleanly(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[6])
+    with raw(env) as c:
+        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[7], "chain_broken")
+
+
+def test_the_newest_cycle_removed(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[-1])
+    with raw(env) as c:
+        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert problem["kind"] == "head_missing" and problem["cycle_id"] == ids[-2]
+
+
+def test_a_listing_column_changed(many) -> None:
+    env, ids = many
+    with raw(env) as c:
+        c.execute("UPDATE cycles SET status = 'failed' WHERE cycle_id = ?", (ids[1],))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[1], "header_changed")
+    assert "status" in problem["detail"]
+
+
+def test_the_oldest_cycle_removed_without_moving_the_anchor(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[0])
+    with raw(env) as c:
+        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[1], "chain_broken")
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_a_cycle_prunes_reports_older_than_retention_and_verify_still_passes(env: Env) -> None:
+    env.configure(retention_days=30)
+    now = datetime.now(UTC)
+    old = [make_report(f"old{i}", started=now - timedelta(days=90 - i)) for i in range(5)]
+    recent = [make_report(f"recent{i}", started=now - timedelta(days=10 - i)) for i in range(3)]
+    env.save(*old, *recent)
+    assert verify(env)["cycles"] == 8
+    with raw(env) as c:
+        last_old_hash = c.execute("SELECT hash FROM cycles WHERE cycle_id = 'old4'").fetchone()[0]
+    ids = cycles(env, 2)  # the end of each cycle prunes
+    listed = [r["cycle_id"] for r in env.json("reports", "--json")]
+    assert listed == [*reversed(ids), "recent2", "recent1", "recent0"]
+    doc = verify(env)
+    assert doc["ok"] and doc["cycles"] == 5
+    assert doc["anchor"] == last_old_hash and doc["anchor_cycle"] == "old4"
+    assert env.cli("audit", "verify").out.startswith("audit trail intact: 5 cycles, ")
+    with raw(env) as c:
+        assert c.execute("SELECT count(*) FROM entries WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0] == 0
+    # and tampering after pruning is still found
+    with raw(env) as c:
+        c.execute("UPDATE entries SET entry = replace(entry, 'Robert', 'Rupert') WHERE cycle_seq = (SELECT seq FROM cycles WHERE cycle_id = 'recent1')")
+    assert verify(env, 1)["problem"]["cycle_id"] == "recent1"
+
+
+def test_dry_runs_prune_too_and_the_newest_is_always_kept(env: Env) -> None:
+    env.configure(retention_days=1)
+    now = datetime.now(UTC)
+    env.save(*(make_report(f"old{i}", started=now - timedelta(days=5)) for i in range(3)))
+    run_cycle(env.config(), CycleOptions(dry_run=True), reader=fake_reader())
+    assert len(env.json("reports", "--json")) == 1
+    assert verify(env)["cycles"] == 1
+    with Store(str(env.store_path)) as store, store.transaction():
+        # the newest cycle is never pruned, however old
+        assert prune_reports(store, 1, now=now + timedelta(days=100)) == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ages=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=12),
+    prunes=st.lists(st.tuples(st.integers(min_value=1, max_value=60), st.integers(min_value=0, max_value=11)), max_size=4),
+)
+def test_any_saves_and_prunes_keep_the_chain_whole(tmp_path_factory, ages: list[int], prunes: list[tuple[int, int]]) -> None:
+    """Interleave saves (of any age, in any order) and prunes: verification always passes,
+    and what a prune removes is a prefix of the chain, every removed cycle older than the cut."""
+    path = tmp_path_factory.mktemp("chain") / "syncd.db"
+    now = datetime.now(UTC).replace(microsecond=0)  # stored times are whole seconds
+    saved: list[tuple[str, int]] = []
+    with Store(str(path)) as store:
+        for i, age in enumerate(ages):
+            with store.transaction():
+                save_report(store, make_report(f"c{i}", started=now - timedelta(days=age), changes=[]))
+            saved.append((f"c{i}", age))
+            for days, after in prunes:
+                if after == i:
+                    before = [r[0] for r in store.conn.execute("SELECT cycle_id FROM cycles ORDER BY seq")]
+                    with store.transaction():
+                        n = prune_reports(store, days, now=now)
+                    kept = [r[0] for r in store.conn.execute("SELECT cycle_id FROM cycles ORDER BY seq")]
+                    assert before[n:] == kept and kept  # a prefix went, never everything
+                    age = dict(saved)
+                    assert all(age[cid] > days for cid in before[:n])
+            result = verify_chain(store)
+            assert result.ok, result.problem
+        assert store.get_meta("chain_head") is not None
+        assert (store.get_meta("chain_anchor") is None) == (store.get_meta("chain_anchor_cycle") is None)
+        assert verify_chain(store).anchor in {GENESIS, store.get_meta("chain_anchor")}
