@@ -85,7 +85,8 @@ def test_connection(as_json: bool) -> None:
             click.echo(f"{mark}  {c.name}: {c.detail}")
             if c.ok is False and c.fix:
                 click.echo(f"      fix: {c.fix}")
-        click.echo(f"{len(checks) - len(failed)} of {len(checks)} checks passed" if failed else "all checks passed")
+        passed = sum(1 for c in checks if c.ok)
+        click.echo(f"{passed} of {len(checks)} checks passed, {len(failed)} failed" if failed else "all checks passed")
     sys.exit(1 if failed else 0)
 
 
