@@ -5,6 +5,8 @@
 
 Prints the URL on the first line of stdout (then a JSON line describing the tenant) and
 serves until SIGTERM or SIGINT. The secret goes only into the 0600 file the config names.
+With --control, another process can change the tenant between cycles through
+``POST /_simulator/call`` (see syncd/simulator/control.py), e.g. the ``churn`` method.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--token-lifetime", type=int, default=3600)
     p.add_argument("--members-per-page", type=int, default=500)
+    p.add_argument("--control", action="store_true",
+                   help="enable POST /_simulator/call (token in the file named by "
+                        "control_token_file in the JSON line)")
     p.add_argument("--write-config", metavar="PATH", help="write a syncd config for this tenant")
     p.add_argument("--store", metavar="PATH", default="syncd.db",
                    help="store.path for the written config")
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                                  disabled=args.disabled, assign=args.assign, seed=args.seed)
     built = time.monotonic() - started
     sim = Simulator(tenant, latency=args.latency, token_lifetime=args.token_lifetime,
-                    members_per_page=args.members_per_page, port=args.port)
+                    members_per_page=args.members_per_page, port=args.port,
+                    control=args.control)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             "client_id": tenant.client_id, "service_principal_id": tenant.service_principal_id,
             "users": len(tenant.users), "groups": len(tenant.groups),
             "assignments": len(tenant.assignments), "build_seconds": round(built, 2),
-            "config": args.write_config,
+            "config": args.write_config, "control_token_file": sim.control_token_path,
         }), flush=True)
         while not stop.wait(0.5):
             pass

@@ -82,3 +82,45 @@ def _users(ids: list[str], guests: int, disabled: int, domain: str) -> list[User
         for k in range(disabled):
             out[k * disabled_every + disabled_every - 1].enabled = False
     return out
+
+
+def churn(t: Tenant, changed: int = 0, disabled: int = 0, added: int = 0,
+          soft_deleted: int = 0, member_moves: int = 0, seed: int = 0) -> dict[str, int]:
+    """Between-cycle changes for incremental benchmarks, deterministic by seed.
+
+    ``changed`` users get a new display name, ``disabled`` are disabled, ``added`` new users
+    join the first group, ``soft_deleted`` are soft-deleted, ``member_moves`` users leave one
+    group for another. Returns the counts actually applied.
+    """
+    import random
+
+    rng = random.Random(seed)
+    with t.lock:
+        live = [u for u in t.users.values() if not u.soft_deleted]
+        picked = rng.sample(live, min(len(live), changed + disabled + soft_deleted))
+        for user in picked[:changed]:
+            t.update_user(user.id, display_name=f"{user.display_name} (renamed {seed})")
+        for user in picked[changed:changed + disabled]:
+            t.update_user(user.id, enabled=False)
+        for user in picked[changed + disabled:]:
+            t.soft_delete_user(user.id)
+        groups = list(t.groups.values())
+        first = groups[0].id if groups else None
+        for k in range(added):
+            uid = t.add_user(f"churn{seed}-{k}@{t.domain}", f"Churn {seed}-{k}")
+            if first:
+                t.add_member(first, uid)
+        moves = 0
+        if len(groups) >= 2:
+            for _ in range(member_moves):
+                source, target = rng.sample(groups, 2)
+                member = next(iter(source.members), None)
+                if member is None or member in target.members:
+                    continue
+                t.remove_member(source.id, member)
+                t.add_member(target.id, member)
+                moves += 1
+    return {"changed": min(changed, len(picked)),
+            "disabled": max(0, min(disabled, len(picked) - changed)),
+            "soft_deleted": max(0, len(picked) - changed - disabled), "added": added,
+            "member_moves": moves}

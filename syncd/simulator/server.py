@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
 
+from . import control
 from .auth import AccessTokens, TokenError, openid_configuration, resolve_tenant, token_request
 from .delta import DeltaService, DeltaSettings
 from .faults import Fault, FaultSet
@@ -137,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = new_request_id()
         client_request_id = self.headers.get("client-request-id") or request_id
 
+        if path.startswith(control.PREFIX):
+            self._control(path, raw_body)
+            return
         if sim.latency:
             time.sleep(sim.latency)
         fault = sim.faults.pick(self.command, target)
@@ -164,6 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
         sim._log(is_graph, self.command, target, response.status)
         truncated = fault is not None and fault.kind == "truncated"
         self._send(response.status, response.headers, body, truncated=truncated)
+
+    def _control(self, path: str, raw_body: bytes) -> None:
+        try:
+            body = loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        status, answer = control.handle(self.server.sim, self.command, path,
+                                        self.headers.get("X-Simulator-Control"), body)
+        self._send(status, {"Content-Type": "application/json"}, dumps(answer))
 
     def _graph(self, path: str, query: str, raw_body: bytes, request_id: str,
                client_request_id: str) -> _Response:
@@ -313,7 +327,7 @@ class Simulator:
     def __init__(self, tenant: Tenant, latency: float = 0.0, page_size_cap: int = 999, *,
                  token_lifetime: int = 3600, members_per_page: int = 500,
                  users_page_size: int = 200, groups_page_size: int = 100,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, control: bool = False) -> None:
         self.tenant = tenant
         self.latency = latency
         self.page_size_cap = page_size_cap
@@ -334,6 +348,10 @@ class Simulator:
         self._tmpdir: str | None = None
         self.ca_path = ""
         self.url = ""
+        # the control channel (control.py) is off unless asked for; its token sits in a
+        # 0600 file, control_token_path, once started
+        self.control_token = secrets.token_urlsafe(24) if control else None
+        self.control_token_path: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -348,6 +366,8 @@ class Simulator:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
         context.set_alpn_protocols(["http/1.1"])
+        if self.control_token:
+            self.control_token_path = self._write_private("control-token", self.control_token)
         self._server = _Server(self, context)
         self.port = self._server.server_address[1]
         self.url = f"https://{self.host}:{self.port}"
@@ -411,12 +431,15 @@ class Simulator:
 
     def write_secret_file(self, directory: str | None = None) -> str:
         """The client secret in a 0600 file (no trailing newline); returns its path."""
+        return self._write_private("client-secret", self.tenant.client_secret, directory)
+
+    def _write_private(self, name: str, content: str, directory: str | None = None) -> str:
         if self._tmpdir is None and directory is None:
             raise RuntimeError("start the simulator first")
-        path = Path(directory or self._tmpdir or ".", "client-secret")
+        path = Path(directory or self._tmpdir or ".", name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(self.tenant.client_secret)
+            f.write(content)
         os.chmod(path, 0o600)
         return str(path)
 

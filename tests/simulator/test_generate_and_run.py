@@ -120,3 +120,51 @@ def test_cli_process_serves_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             pytest.fail("the simulator did not stop on SIGTERM")
+
+
+def test_churn_makes_exact_deltas():
+    from syncd.simulator.generate import churn
+    t = generate_tenant(300, 3, 50, seed=2)
+    with Simulator(t) as sim:
+        graph = GraphClient(sim)
+        _, users_link = graph.collect("/v1.0/users/delta", params={"$select": "displayName"})
+        _, groups_link = graph.collect("/v1.0/groups/delta", params={"$select": "members"})
+        done = churn(t, changed=5, disabled=2, added=3, soft_deleted=1, member_moves=4, seed=9)
+        assert done == {"changed": 5, "disabled": 2, "soft_deleted": 1, "added": 3,
+                        "member_moves": 4}
+        items, _ = graph.collect(users_link)
+        assert len(items) == 5 + 2 + 3 + 1
+        assert sum("@removed" in i for i in items) == 1
+        groups, _ = graph.collect(groups_link)
+        assert groups  # the moves and the new members show up as members@delta
+        graph.close()
+
+
+def test_control_channel(tenant):
+    with Simulator(tenant, control=True) as sim:
+        token = Path(sim.control_token_path).read_text()
+        assert stat.S_IMODE(os.stat(sim.control_token_path).st_mode) == 0o600
+        http = httpx.Client(base_url=sim.url, verify=ssl.create_default_context(cafile=sim.ca_path),
+                            trust_env=False)
+        assert http.post("/_simulator/call", json={"method": "disable_user"}).status_code == 403
+        headers = {"X-Simulator-Control": token}
+        r = http.post("/_simulator/call", headers=headers, json={
+            "method": "add_user", "args": [f"new@{tenant.domain}"], "kwargs": {"display_name": "N"}})
+        uid = r.json()["result"]
+        assert tenant.users[uid].display_name == "N"
+        r = http.post("/_simulator/call", headers=headers, json={"method": "add_fault",
+                      "kwargs": {"path": "/users", "kind": "status", "status": 503}})
+        assert r.status_code == 200 and len(sim.faults) == 1
+        r = http.post("/_simulator/call", headers=headers, json={"method": "__class__"})
+        assert r.status_code == 400
+        r = http.post("/_simulator/call", headers=headers, json={"method": "remove_member",
+                      "args": [tenant.ids["team"], uid]})
+        assert r.status_code == 400 and "KeyError" in r.json()["error"]
+        stats = http.get("/_simulator/stats", headers=headers).json()
+        assert stats["users"] == 4 and stats["graph_requests"] == 0
+        http.close()
+    with Simulator(tenant) as sim:  # off by default
+        http = httpx.Client(base_url=sim.url, verify=ssl.create_default_context(cafile=sim.ca_path),
+                            trust_env=False)
+        assert http.get("/_simulator/stats", headers={"X-Simulator-Control": "x"}).status_code == 403
+        http.close()
