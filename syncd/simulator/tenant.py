@@ -10,14 +10,18 @@ paging cursor is just a position and resuming a page costs nothing.
 
 Readable for assertions (treat them as read-only; change the tenant through the methods):
 
-- ``t.users``: Ordered mapping id -> :class:`User` (soft-deleted users stay, with
-  ``soft_deleted=True``; hard-deleted ones are gone)
+- ``t.users``: Ordered mapping id -> :class:`User` (``.id .upn .display_name .mail
+  .enabled .user_type .soft_deleted``; soft-deleted users stay, with ``soft_deleted=True``;
+  hard-deleted ones are gone)
 - ``t.groups``: Ordered mapping id -> :class:`Group` (``group.members`` is an Ordered set of
   member ids; soft-deleted users are taken out and put back on restore)
 - ``t.devices``, ``t.service_principals``: dict id -> :class:`Device` / :class:`ServicePrincipal`
   (the app's own service principal is there too)
 - ``t.assignments``: Ordered mapping principal id -> :class:`Assignment`
-- ``t.assigned()``: {principal id: "User" | "Group"}; ``t.members_of(gid)``: list of member ids
+- ``t.assigned()``: {principal id: "User" | "Group"}; ``t.members_of(gid)``: list of member ids;
+  ``t.groups_of(oid)``: the groups oid is a direct member of; ``t.user_by_upn(upn)``;
+  ``t.kind_of(oid)``: "user" | "group" | "device" | "servicePrincipal" | None
+- ``t.version``: bumped by every change (delta tokens remember it)
 """
 
 from __future__ import annotations
