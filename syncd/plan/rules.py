@@ -313,15 +313,24 @@ class _Planner:
                     )
                 continue
             gid, name = entries[0]
-            provisioned[gid] = (name, self.by_entra_group.get(gid))
+            local = self.by_entra_group.get(gid)
+            if local is not None and local.name == ADMIN_GROUP and name != ADMIN_GROUP:
+                # R8: its Entra group no longer has an admin name (renamed, or the aliases
+                # changed): Administrators is released below, and the group is an ordinary one
+                local = None
+            provisioned[gid] = (name, local)
 
         # R11: managed groups that left scope (or were deleted) go; Administrators only stops being managed
         staying: dict[int, LocalGroup] = dict(self.dir.groups)
         for local in sorted(self.by_entra_group.values(), key=lambda g: g.id):
-            if local.entra_id in scope.groups:
+            renamed = local.name == ADMIN_GROUP and local.entra_id in provisioned and provisioned[local.entra_id][1] is None
+            if local.entra_id in scope.groups and not renamed:
                 continue
             gone = local.entra_id not in self.entra.groups
-            why = "deleted in Entra ID" if gone else "no longer assigned to the application"
+            if renamed:
+                why = f"renamed {provisioned[local.entra_id][0]!r}, which does not map to {ADMIN_GROUP}"
+            else:
+                why = "deleted in Entra ID" if gone else "no longer assigned to the application"
             if local.name == ADMIN_GROUP:
                 self.changes.append(
                     Change(

@@ -807,3 +807,30 @@ def test_r8_administrators_released_by_one_alias_and_adopted_by_another_in_one_c
     p = run(t, Local().admins(entra="g-old"))
     kinds = [(c.action, c.entra_id) for c in p.changes if c.object_type == "group"]
     assert kinds == [("update", "g-old"), ("adopt", "g-new")]
+
+
+def test_r8_alias_group_renamed_to_a_plain_name_releases_administrators():
+    # "Split_Administrators" renamed "Ops" in Entra: it no longer maps to Administrators (R8),
+    # so Administrators stops being managed and keeps its members (as when it leaves scope),
+    # and "Ops" becomes an ordinary group
+    t = Tenant().user("u1", "a@contoso.com").group("g-admins", "Ops", members=["u1"], assigned=True)
+    d = Local().user(5, "a@contoso.com", entra="u1").admins(entra="g-admins", members=[5])
+    p = run(t, d)
+    release = one(p, "update", "group", "g-admins")
+    assert release.local_id == ADMIN_ID and release.values == {"managed": False, "entra_id": None}
+    assert one(p, "create", "group", "g-admins").values == {"name": "Ops"}
+    assert added(p) == {("g-admins", "u1")}
+    assert removed(p) == set()
+    assert [c.action for c in p.changes if c.object_type == "group"] == ["update", "create"]
+
+
+def test_r8_changed_alias_setting_moves_administrators_to_the_new_alias():
+    t = (
+        Tenant()
+        .group("g-old", "Split_Administrators", assigned=True)
+        .group("g-new", "IT-Admins", assigned=True)
+    )
+    p = run(t, Local().admins(entra="g-old"), admin_group_aliases=("IT-Admins",))
+    assert skips(p) == [], summary(p)
+    assert one(p, "adopt", "group", "g-new").local_id == ADMIN_ID
+    assert one(p, "create", "group", "g-old").values == {"name": "Split_Administrators"}
