@@ -148,7 +148,9 @@ def discovery_error(exc: ValueError, entra: EntraConfig, secrets: list[str]) -> 
     """msal raises ValueError when the tenant's OIDC metadata cannot be read (4xx)."""
     text = str(exc)
     codes = _CODE.findall(text)
-    if "AADSTS90002" in codes or "HTTP status: 400" in text or "HTTP status: 404" in text:
+    # msal replaces the 4xx answer of the tenant's OIDC document (AADSTS90002 for an
+    # unknown tenant) with "Unable to get authority configuration": same meaning
+    if "AADSTS90002" in codes or "Unable to get authority configuration" in text or "HTTP status: 4" in text:
         return auth_error({"error": "invalid_tenant", "error_description": "AADSTS90002"}, entra, secrets)
     if codes:
         return auth_error({"error": "invalid_request", "error_description": text}, entra, secrets)

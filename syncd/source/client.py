@@ -213,15 +213,7 @@ class GraphClient:
     # ------------------------------------------------------------------ links
 
     def check_link(self, link: str, what: str) -> str:
-        """A next/delta link must stay on the Graph endpoint (tokens go nowhere else)."""
-        parsed = urlparse(link)
-        base = urlparse(self.base_url)
-        if parsed.scheme != "https" or parsed.netloc.lower() != base.netloc.lower():
-            raise SourceError(
-                f"{what}: Graph returned a link to another host ({parsed.scheme}://{parsed.hostname}{parsed.path})",
-                kind="malformed",
-            )
-        return link
+        return check_link(self.base_url, link, what)
 
     def path_of(self, info: RequestInformation) -> str:
         """The URL path of a request, for messages (no query: links carry opaque state)."""
@@ -342,6 +334,18 @@ class GraphClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def check_link(base_url: str, link: str, what: str) -> str:
+    """A next/delta link must stay on the Graph endpoint (tokens go nowhere else)."""
+    parsed = urlparse(link)
+    base = urlparse(base_url)
+    if parsed.scheme != "https" or parsed.netloc.lower() != base.netloc.lower():
+        raise SourceError(
+            f"{what}: Graph returned a link to another host ({parsed.scheme}://{parsed.hostname}{parsed.path})",
+            kind="malformed",
+        )
+    return link
 
 
 def _bearer(info: RequestInformation) -> str:

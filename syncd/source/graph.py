@@ -137,12 +137,18 @@ class GraphSource:
         self._deadline = Deadline(self.timeout_s)
         self.tokens.deadline = self._deadline
         self.client.counter.reset()
+        async def token_then_work() -> GraphRead:
+            # one token before the chains start: a refused credential fails once, here,
+            # instead of once per concurrent chain
+            await self.client.token_provider.get_authorization_token(self.client.base_url)
+            return await work()
+
         if self.timeout_s is None:
-            result = await work()
+            result = await token_then_work()
         else:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    result = await work()
+                    result = await token_then_work()
             except TimeoutError:
                 if self._deadline.remaining() > 0:
                     raise  # not our budget: a bug, let it show
