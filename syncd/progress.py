@@ -12,10 +12,12 @@ def cycle_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    # on stderr: stdout keeps only the result (a script may capture it)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} objects"),
-                  TimeElapsedColumn(), transient=True) as bar:
+                  TimeElapsedColumn(), transient=True, console=Console(stderr=True)) as bar:
         tasks: dict[str, int] = {}
 
         def progress(kind: str, n: int) -> None:
