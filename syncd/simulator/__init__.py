@@ -7,9 +7,15 @@ between cycles.
     uid = t.add_user("ada@contoso.onmicrosoft.com"); t.assign(uid)
     with Simulator(t) as sim:
         sim.url, sim.ca_path, sim.config_toml("/tmp/syncd.db")
+        sim.faults.add(Fault(r"/users/delta", "status", status=429, retry_after=1))
 
-Used by ``syncd demo``, the tests (real msal and msgraph-sdk against it) and the benchmarks
-(``python -m syncd.simulator``).
+Modules: ``tenant`` (the model and its change log), ``delta`` (users/groups delta),
+``graph`` (the other Graph routes), ``auth`` (discovery, token endpoint, client assertions),
+``faults``, ``server`` (HTTPS, :class:`Simulator`), ``generate`` (big tenants, ``churn``),
+``sample`` (the demo tenant), ``control`` (opt-in remote control for ``python -m
+syncd.simulator --control``).
+
+Used by ``syncd demo``, the tests (real msal and msgraph-sdk against it) and the benchmarks.
 """
 
 from .faults import Fault, FaultSet
