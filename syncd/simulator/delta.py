@@ -255,9 +255,9 @@ class DeltaService:
                     cursor = (pos, 0)
                     break
                 resume = q if pos == p else 0
-                item = project(group) if resume == 0 else {"id": group.id}
+                item: dict[str, Any] = project(group) if resume == 0 else {"id": group.id}
                 if with_members:
-                    refs = []
+                    refs: list[dict[str, Any]] = []
                     for mpos, mid in group.members.scan(resume):
                         if len(refs) == budget:
                             cursor = (pos, mpos)
