@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 
@@ -114,9 +113,8 @@ def reports_export(since: datetime | None, status: str | None, output: str | Non
             out = open_private(output) if output else sys.stdout
             n = 0
             try:
-                for doc in export_reports(store, since=since, status=status):
-                    out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
-                    out.write("\n")
+                for line in export_reports(store, since=since, status=status):
+                    out.write(line)
                     n += 1
             finally:
                 if output:

@@ -9,7 +9,8 @@ it without a browser automation library.
 from __future__ import annotations
 
 import json
-from html import escape
+import re
+from html import escape as _escape
 
 from .model import CycleReport
 
@@ -47,6 +48,14 @@ apply();
 })();
 """
 
+_SPECIAL = re.compile("[&<>\"']").search
+
+
+def escape(text: str) -> str:
+    """html.escape (quotes too: safe in text and attribute values), fast for clean text."""
+    return _escape(text) if _SPECIAL(text) else text
+
+
 _COLUMNS = ("change", "action", "type", "name", "Entra id", "local id", "status", "reason", "modified")
 
 
@@ -55,7 +64,7 @@ def _value(v: object) -> str:
 
 
 def render_html(report: CycleReport) -> str:
-    e = escape  # quote=True: safe in text and in attribute values
+    e = escape
     counts = "".join(f"<span>{e(str(k))}: {v}</span>" for k, v in report.counts.items()) or "<span>no changes</span>"
     rows = []
     for entry in report.entries:

@@ -74,9 +74,15 @@ def save_report(store: Store, report: CycleReport) -> None:
     store.set_meta("chain_head", digest)
 
 
+def _raw_entries(store: Store, seq: int) -> str:
+    """A cycle's entries as one JSON array (they are stored as canonical JSON already)."""
+    rows = store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))
+    return "[" + ",".join(r[0] for r in rows) + "]"
+
+
 def _doc_of(store: Store, seq: int, document: str) -> dict[str, Any]:
     doc = json.loads(document)
-    doc["entries"] = [json.loads(r[0]) for r in store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))]
+    doc["entries"] = json.loads(_raw_entries(store, seq))  # one parse, not one per entry
     return doc
 
 
@@ -125,15 +131,20 @@ def list_reports(
     return out
 
 
-def export_reports(store: Store, *, since: datetime | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
-    """Whole cycle documents (entries included), oldest first, each with its chain hashes."""
+def export_reports(store: Store, *, since: datetime | None = None, status: str | None = None) -> Iterator[str]:
+    """JSON Lines: one whole cycle document per line (SPEC §4, entries included, oldest first),
+    each with its chain hashes, so a SIEM holds what `audit verify` checks against."""
     rows = store.conn.execute("SELECT seq, started_at, status, document, hash, prev_hash FROM cycles ORDER BY seq").fetchall()
     for seq, started_at, st, document, digest, prev in rows:
         if not _matches(started_at, st, since, status):
             continue
-        doc = CycleReport.from_document(_doc_of(store, seq, document)).document()
-        doc["chain"] = {"hash": digest, "prev_hash": prev}
-        yield doc
+        stored = json.loads(document)
+        header = CycleReport.from_document(stored).header()  # the same fields as `report --format json`
+        header["counts"] = stored.get("counts", {})  # (counted from entries, not loaded here)
+        header["chain"] = {"hash": digest, "prev_hash": prev}
+        head = json.dumps(header, ensure_ascii=False, separators=(",", ":"))
+        # the stored entries are canonical JSON without newlines: spliced in as they are
+        yield head[:-1] + ',"entries":' + _raw_entries(store, seq) + "}\n"
 
 
 # --------------------------------------------------------------------------- retention
