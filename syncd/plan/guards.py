@@ -63,7 +63,10 @@ def r12_keep_an_administrator(plan: Plan, directory: Directory, result: Guarded)
         elif c.action == "deactivate" and c.local_id in remaining:
             losing.append(c)
             remaining.discard(c.local_id)
-        elif c.action == "add_member" and c.group_ref in (("local", admin.id), ("entra", admin.entra_id)):
+        elif c.action == "add_member" and c.group_ref == ("local", admin.id):
+            # Administrators always exists locally, so its memberships name it by local id; an
+            # ("entra", id) ref is a group created by this plan (maybe with the Entra id that
+            # Administrators is being released from, R8), never Administrators
             gains += 1
     if remaining or gains or not losing:
         return

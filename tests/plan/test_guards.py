@@ -212,3 +212,19 @@ def test_r15_deactivations_held_by_r12_are_not_staged_too():
     c = one(g.plan, "deactivate", "user", "a1")
     assert c.status == "skipped"
     assert g.staged == []
+
+
+def test_r12_members_of_a_group_that_takes_over_the_released_entra_id_do_not_count():
+    # Split_Administrators renamed "Sales" (R8 releases Administrators; "Sales" is created with
+    # the same Entra id) while the last administrator is disabled: adding members to the new
+    # "Sales" must not count as Administrators gaining one
+    t = (
+        Tenant()
+        .user("a1", "admin1@contoso.com", enabled=False)
+        .user("u2", "user2@contoso.com")
+        .group("g-admins", "Sales", members=["u2"], assigned=True)
+    )
+    d = Local().user(101, "admin1@contoso.com", entra="a1").admins(entra="g-admins", members=[101])
+    g = guard(t, d)
+    assert g.held
+    assert one(g.plan, "deactivate", "user", "a1").status == "skipped"
