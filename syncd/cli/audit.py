@@ -69,7 +69,11 @@ class _DefaultGroup(click.Group):
 @cli.group(cls=_DefaultGroup)
 @_config_option
 def reports() -> None:
-    """The cycles' reports: `list` (the default) and `export`."""
+    """The cycles' reports: `list` (the default) and `export`.
+
+    `syncd reports [--limit N] [--since DATE] [--status STATUS] [--json]` lists cycles, newest
+    first; `syncd reports export [--since DATE] [--status STATUS] [-o FILE]` writes JSON Lines.
+    """
 
 
 @reports.command("list")
@@ -152,7 +156,7 @@ def audit_verify(as_json: bool) -> None:
         where = f"cycle {p.cycle_id}" if p.cycle_id else "the audit trail"
         click.echo(
             f"audit trail broken at {where}: {p.kind.replace('_', ' ')}: {p.detail}"
-            f" ({result.cycles} cycles before it verified)",
+            f" ({result.cycles} earlier cycle{'' if result.cycles == 1 else 's'} verified)",
             err=True,
         )
     if not result.ok:
