@@ -219,13 +219,17 @@ def test_r11_memberships_renames_and_removals(env: Env) -> None:
     b = t.add_user(f"b@{D}")
     g = t.add_group("Team")
     other = t.add_group("Other")
+    c = t.add_user(f"c@{D}")
     t.add_member(g, a)
+    t.add_member(g, c)
     t.assign(g)
     t.assign(other)
     t.assign(b)
+    t.assign(a)  # a stays in scope after leaving Team
     env.sync()
     t.add_member(g, b)
     t.remove_member(g, a)
+    t.remove_member(g, c)
     t.rename_group(g, "Team2")
     t.delete_group(other)
     report = env.sync()
@@ -233,9 +237,12 @@ def test_r11_memberships_renames_and_removals(env: Env) -> None:
     assert "Team" not in groups and groups["Team2"]["members"] == [f"b@{D}"]
     assert "Other" not in groups
     assert entries(report, "delete", "group")
-    assert entries(report, "add_member") and entries(report, "remove_member")
-    # a is out of scope now (it was only in through Team)
-    assert env.users()[f"a@{D}"]["status"] == "deactivated"
+    assert [e["name"] for e in entries(report, "remove_member")] == [f"Team2 / a@{D}"]
+    assert entries(report, "add_member")
+    users = env.users()
+    assert users[f"a@{D}"]["status"] == "active" and users[f"a@{D}"]["groups"] == []
+    # c was only in scope through Team: it is deactivated, which takes it out of its groups
+    assert users[f"c@{D}"]["status"] == "deactivated"
 
 
 def test_r12_administrators_keeps_its_last_active_member(env: Env) -> None:
