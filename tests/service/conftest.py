@@ -118,7 +118,7 @@ class Daemon:
     def poll_notify(self, timeout: float = 0.1) -> None:
         time.sleep(timeout)
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.poll_notify(0.05)
