@@ -205,7 +205,13 @@ def resolve_path(cli_path: str | None) -> str:
     return cli_path or os.environ.get("SYNCD_CONFIG") or DEFAULT_PATH
 
 
-def load(cli_path: str | None = None) -> Config:
+def load(cli_path: str | None = None, *, read_credential: bool = True) -> Config:
+    """Read and validate the configuration.
+
+    ``read_credential=False`` checks that one credential is configured without reading it:
+    commands that never talk to Graph (status, users, report, ...) keep working when the
+    secret is only present while the service runs (systemd ``LoadCredential=``).
+    """
     path = resolve_path(cli_path)
     try:
         raw = Path(path).read_bytes()
@@ -220,10 +226,12 @@ def load(cli_path: str | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    return parse(data, base_dir=Path(path).resolve().parent, path=path)
+    return parse(data, base_dir=Path(path).resolve().parent, path=path, read_credential=read_credential)
 
 
-def parse(data: dict[str, Any], base_dir: Path | None = None, path: str | None = None) -> Config:
+def parse(
+    data: dict[str, Any], base_dir: Path | None = None, path: str | None = None, *, read_credential: bool = True
+) -> Config:
     """Validate a decoded TOML document. Relative file paths resolve against ``base_dir``."""
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
@@ -247,7 +255,7 @@ def parse(data: dict[str, Any], base_dir: Path | None = None, path: str | None =
         if key not in entra:
             raise ConfigError(f"entra.{key}: missing (required)")
     warnings: list[str] = []
-    credential = _credential(entra, rel, warnings)
+    credential = _credential(entra, rel, warnings, read_credential)
     cloud = entra.get("cloud", "global")
     ca_bundle = entra.get("ca_bundle")
     if ca_bundle is not None:
@@ -284,7 +292,7 @@ def parse(data: dict[str, Any], base_dir: Path | None = None, path: str | None =
     )
 
 
-def _credential(entra: dict[str, Any], rel, warnings: list[str]) -> Credential:
+def _credential(entra: dict[str, Any], rel, warnings: list[str], read: bool = True) -> Credential:
     given = [k for k in ("client_secret_file", "client_certificate_file", "client_secret") if k in entra]
     env_secret = os.environ.get("SYNCD_CLIENT_SECRET")
     if len(given) > 1:
@@ -297,6 +305,10 @@ def _credential(entra: dict[str, Any], rel, warnings: list[str]) -> Credential:
             "entra.client_certificate_file, entra.client_secret, or $SYNCD_CLIENT_SECRET"
         )
     key = given[0]
+    if not read and key != "client_secret":
+        kind = "certificate" if key == "client_certificate_file" else "secret"
+        path = rel(entra[key])
+        return Credential(kind, f"entra.{key} {path}", certificate_file=path if kind == "certificate" else None)
     if key == "client_secret":
         warnings.append(
             "entra.client_secret holds the secret in the configuration file: prefer "

@@ -63,12 +63,21 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
 def certificate_warnings(config: Config, today: date) -> list[str]:
     """A certificate credential that expires within 30 days (its notAfter), or has expired."""
     cred = config.entra.credential
-    if cred.kind != "certificate" or not cred.certificate_pem:
+    if cred.kind != "certificate":
+        return []
+    pem = cred.certificate_pem
+    if pem is None and cred.certificate_file:
+        try:  # status does not load credentials; the certificate's dates are not secret
+            with open(cred.certificate_file, "rb") as f:
+                pem = f.read()
+        except OSError:
+            return []
+    if not pem:
         return []
     from cryptography import x509
 
     try:
-        certs = x509.load_pem_x509_certificates(cred.certificate_pem)
+        certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
         return [f"the certificate in {cred.certificate_file} cannot be read: {exc}"]
     if not certs:

@@ -33,12 +33,13 @@ def _config_option(f: Callable) -> Callable:
     return wrapper
 
 
-def _load_config():
+def _load_config(need_credential: bool = True):
+    """The configuration; commands that never talk to Graph pass ``need_credential=False``."""
     from .. import config as config_mod
     from ..logs import setup_logging
 
     ctx = click.get_current_context()
-    cfg = config_mod.load(ctx.find_root().meta.get("config_path"))
+    cfg = config_mod.load(ctx.find_root().meta.get("config_path"), read_credential=need_credential)
     # one-shot commands keep stderr for warnings and errors unless debugging
     setup_logging(cfg.log_level if cfg.log_level == "debug" else "warning", cfg.log_format)
     for warning in cfg.warnings:
@@ -49,7 +50,7 @@ def _load_config():
 def _open_store():
     from ..store.db import Store
 
-    cfg = _load_config()
+    cfg = _load_config(need_credential=False)
     return Store(cfg.store_path), cfg
 
 

@@ -130,3 +130,13 @@ def test_clouds_set_hosts_and_overrides_win(tmp_path: Path) -> None:
     resolved = json.loads(run_syncd("check-config", "--json", "--config", str(path)).out)
     assert resolved["entra"]["authority_host"] == "https://login.chinacloudapi.cn"
     assert resolved["entra"]["graph_endpoint"] == "https://graph.example.test"
+
+
+def test_commands_that_do_not_talk_to_graph_work_without_the_secret(tmp_path: Path) -> None:
+    """With systemd LoadCredential= the secret exists only while the service runs."""
+    path = write(tmp_path, GOOD_ENTRA + f'client_secret_file = "{tmp_path}/absent"\n[store]\npath = "{tmp_path}/s.db"\n')
+    for args in (["status"], ["users", "list"], ["groups", "list", "--json"], ["reports"]):
+        result = run_syncd(*args, "--config", str(path))
+        assert result.code == 0, (args, result)
+    result = run_syncd("sync", "--config", str(path))
+    assert result.code == 2 and "entra.client_secret_file" in result.err
