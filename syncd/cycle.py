@@ -159,6 +159,10 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 report.phases["plan"] = round(time.monotonic() - t1, 3)
                 t2 = time.monotonic()
                 if not options.dry_run:
+                    if not on_demand:
+                        # R15: what stays staged is what this plan stages; a staged user back
+                        # in scope (or deactivated meanwhile) no longer waits for approval
+                        store.conn.execute("DELETE FROM staged_deactivations")
                     Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
                 report.phases["apply"] = round(time.monotonic() - t2, 3)
                 report.add_changes(the_plan.changes)

@@ -88,6 +88,8 @@ def r15_stage_deactivations(
     if not due:
         return
     pending = [c for c in due if c.entra_id not in approved]
+    if not pending:
+        return  # every one of them was approved: nothing to stage, nothing held
     threshold = settings.deactivation_threshold
     active_managed = sum(1 for u in directory.users.values() if u.managed and u.status == "active")
     if not threshold:
