@@ -186,7 +186,10 @@ def load_certificate(pem: bytes, source: str) -> CertificateCredential:
         raise SourceError(f"{source}: cannot read the key and certificate ({type(exc).__name__})", kind="auth", fix=fix) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise SourceError(f"{source}: the private key is not RSA (Entra needs RSA for client assertions)", kind="auth", fix=fix)
-    leaf = next((c for c in certs if c.public_key().public_numbers() == key.public_key().public_numbers()), None)
+    def spki(public_key: Any) -> bytes:
+        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    leaf = next((c for c in certs if spki(c.public_key()) == spki(key.public_key())), None)
     if leaf is None:
         raise SourceError(f"{source}: no certificate in the file matches the private key", kind="auth", fix=fix)
     not_after = leaf.not_valid_after_utc
@@ -267,11 +270,11 @@ class TokenHttpClient:
                 ) from None
             if response.status_code not in RETRYABLE_TOKEN_STATUS:
                 return response
-            delay = self._retry_delay(response, attempt)
-            if delay is not None and attempt < self._tuning.max_attempts and self._deadline().allows(delay):
-                log.info("token endpoint answered %d (attempt %d); retrying in %.1fs", response.status_code, attempt, delay)
+            retry_in = self._retry_delay(response, attempt)
+            if retry_in is not None and attempt < self._tuning.max_attempts and self._deadline().allows(retry_in):
+                log.info("token endpoint answered %d (attempt %d); retrying in %.1fs", response.status_code, attempt, retry_in)
                 response.close()
-                time.sleep(delay)
+                time.sleep(retry_in)
                 continue
             kind = "throttled" if response.status_code == 429 else "server"
             raise SourceError(

@@ -109,7 +109,7 @@ def proxy_for(url: str) -> str | None:
     """
     host = urlparse(url).hostname or ""
     proxies = urllib.request.getproxies_environment()
-    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):
+    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
         return None
     return proxies.get("https") or proxies.get("all")
 

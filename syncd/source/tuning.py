@@ -11,6 +11,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def tuning_from_env(value: str | None) -> Tuning:
     Meant for test suites that drive the real CLI in a subprocess; operators need not set
     it. Only the fields above, as numbers; anything else is ignored.
     """
-    changes: dict[str, float | int] = {}
+    changes: dict[str, Any] = {}
     fields = {f.name: f.type for f in dataclasses.fields(Tuning)}
     for part in (value or "").split(","):
         key, _, raw = part.partition("=")
