@@ -11,6 +11,8 @@ import sqlite3
 from ..model import Change
 from .db import Store
 
+BATCHED = frozenset({("user", "create"), ("membership", "add_member")})
+
 
 class Applier:
     def __init__(self, store: Store, cycle_id: str, now: str):
@@ -21,21 +23,93 @@ class Applier:
         self.user_ids: dict[str, int] = {}
 
     def apply(self, changes: list[Change]) -> None:
+        run: list[Change] = []  # consecutive changes of one batchable kind
         for change in changes:
+            kind = (change.object_type, change.action)
+            if run and (kind != (run[0].object_type, run[0].action) or change.status != "success"):
+                self._apply_run(run)
+                run = []
+            if change.status == "success" and kind in BATCHED:
+                run.append(change)
+                continue
             if change.status == "staged":
                 self._stage(change)
                 continue
             if change.status != "success" or change.action == "skip":
                 continue
+            self._apply_one(change)
+        if run:
+            self._apply_run(run)
+
+    def _apply_one(self, change: Change) -> None:
+        try:
+            self.c.execute("SAVEPOINT change")
+            getattr(self, f"_{change.object_type}_{change.action}")(change)
+            self.c.execute("RELEASE change")
+        except (sqlite3.Error, LookupError) as exc:
+            self.c.execute("ROLLBACK TO change")
+            self.c.execute("RELEASE change")
+            self._failed(change, exc)
+
+    @staticmethod
+    def _failed(change: Change, exc: Exception) -> None:
+        change.status = "failure"
+        change.reason = f"{change.reason}; failed: {exc}"
+
+    # ---- batches: a full cycle creates every user and membership at once. One
+    # executemany per run instead of a SAVEPOINT + INSERT per change (measured at 100k
+    # users: see BENCHMARKS.md). A run the database refuses is rolled back and applied one
+    # change at a time, so a refused change still fails alone.
+    def _apply_run(self, run: list[Change]) -> None:
+        batch = getattr(self, f"_batch_{run[0].object_type}_{run[0].action}")
+        if len(run) < 2 or not batch(run):
+            for change in run:
+                self._apply_one(change)
+
+    def _batch_user_create(self, run: list[Change]) -> bool:
+        if len({ch.entra_id for ch in run}) != len(run) or any(not ch.entra_id for ch in run):
+            return False
+        before = self.c.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]
+        rows = [
+            (ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"], self.now, self.now, self.cycle_id)
+            for ch in run
+        ]
+        if not self._executemany(
+            "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+            " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)",
+            rows,
+        ):
+            return False
+        ids = dict(self.c.execute("SELECT entra_id, id FROM users WHERE id > ?", (before,)).fetchall())
+        for ch in run:
+            ch.local_id = ids[ch.entra_id]
+            self.user_ids[ch.entra_id or ""] = ch.local_id
+        return True
+
+    def _batch_membership_add_member(self, run: list[Change]) -> bool:
+        rows, resolved = [], []
+        for ch in run:
             try:
-                self.c.execute("SAVEPOINT change")
-                getattr(self, f"_{change.object_type}_{change.action}")(change)
-                self.c.execute("RELEASE change")
-            except (sqlite3.Error, LookupError) as exc:
-                self.c.execute("ROLLBACK TO change")
-                self.c.execute("RELEASE change")
-                change.status = "failure"
-                change.reason = f"{change.reason}; failed: {exc}"
+                rows.append((self._resolve(ch.group_ref, self.group_ids, "group"), self._resolve(ch.user_ref, self.user_ids, "user")))
+                resolved.append(ch)
+            except LookupError as exc:
+                self._failed(ch, exc)
+        if self._executemany("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)", rows):
+            return True
+        for ch in resolved:
+            self._apply_one(ch)
+        return True
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> bool:
+        self.c.execute("SAVEPOINT batch")
+        try:
+            self.c.executemany(sql, rows)
+        except sqlite3.Error:
+            self.c.execute("ROLLBACK TO batch")
+            self.c.execute("RELEASE batch")
+            return False
+        self.c.execute("RELEASE batch")
+        return True
 
     # ---- users
     def _user_create(self, ch: Change) -> None:

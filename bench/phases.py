@@ -1,0 +1,90 @@
+"""Seconds spent in each step of a cycle after the read (in process, no Graph).
+
+    python bench/phases.py --users 100000
+
+Wraps the store/plan/report functions run_cycle calls with timers; the reader turns the
+simulated tenant into a GraphRead directly (see profile_cycle.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from profile_cycle import read_of  # noqa: E402
+from run import build_tenant, change_users  # noqa: E402
+
+import syncd.cycle as cycle  # noqa: E402
+from syncd import config as config_mod  # noqa: E402
+from syncd.model import GraphRead  # noqa: E402
+from syncd.store.db import Store  # noqa: E402
+
+SPENT: dict[str, float] = defaultdict(float)
+
+
+def timed(owner, name, label=None):
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        t = time.monotonic()
+        try:
+            return fn(*a, **k)
+        finally:
+            SPENT[label or name] += time.monotonic() - t
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--users", type=int, default=100_000)
+    args = p.parse_args()
+    for owner, name in [(Store, "apply_read"), (Store, "load_directory"), (Store, "load_entra_view"),
+                        (cycle, "plan"), (cycle, "apply_guards"), (cycle.Applier, "apply"),
+                        (cycle.CycleReport, "add_changes"), (cycle, "save_report"), (Store, "transaction")]:
+        timed(owner, name)
+    tenant = build_tenant(args.users, "directory")
+    work = Path(tempfile.mkdtemp())
+    (work / "secret").write_text("x")
+    cfg = config_mod.parse({"entra": {"tenant_id": "t.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001",
+                                      "service_principal_id": "00000000-0000-0000-0000-000000000002",
+                                      "client_secret_file": str(work / "secret")},
+                            "store": {"path": str(work / "syncd.db")}}, base_dir=work)
+    read = read_of(tenant)
+    for label, reader in [("full", lambda *a, **k: read)]:
+        SPENT.clear()
+        t = time.monotonic()
+        r = cycle.run_cycle(cfg, cycle.CycleOptions(), reader=reader)
+        total = time.monotonic() - t
+        print(f"{label}: {total:.2f}s {r.status} {r.counts}")
+        for k, v in sorted(SPENT.items(), key=lambda kv: -kv[1]):
+            print(f"   {k:<16} {v:6.2f}s")
+    # an incremental cycle with 1% of the users changed
+    before = tenant.version
+    change_users(tenant, 0.01)
+    changed = tenant.user_changes(before, tenant.version)
+    full = read_of(tenant)
+    inc = GraphRead(full=False, assignments=full.assignments, users={u: full.users[u] for u in changed if u in full.users},
+                    delta_links={"users": "x", "groups": "y"})
+    SPENT.clear()
+    t = time.monotonic()
+    r = cycle.run_cycle(cfg, cycle.CycleOptions(), reader=lambda *a, **k: inc)
+    print(f"1% changed: {time.monotonic() - t:.2f}s {r.status} {r.counts}")
+    for k, v in sorted(SPENT.items(), key=lambda kv: -kv[1]):
+        print(f"   {k:<16} {v:6.2f}s")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (tenant included)")
+
+
+if __name__ == "__main__":
+    main()
