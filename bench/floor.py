@@ -4,7 +4,7 @@ Downloads the same page chains a full cycle reads, with plain httpx and no SDK
 (the three independent chains, assignments, users/delta and groups/delta, in parallel on
 one event loop), parses each page with ``json.loads``, and inserts the same mirror rows
 syncd keeps (users, groups, direct members, assignments) into a fresh SQLite file in one
-transaction, with the pragmas syncd uses (WAL, synchronous=FULL).
+transaction, with the pragmas syncd uses (WAL, synchronous=FULL, 32 MB page cache).
 
 Run as its own process by ``bench/run.py`` (so that it pays interpreter start-up like the
 CLI does and never shares a GIL with the simulator):
@@ -60,6 +60,7 @@ def insert(db: str, assignments: list, users: list, groups: list) -> dict[str, i
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -32768")  # as syncd's store
     conn.executescript("""
         CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, upn TEXT, display_name TEXT, mail TEXT,
             enabled INTEGER NOT NULL, user_type TEXT) WITHOUT ROWID;
