@@ -240,58 +240,85 @@ class TokenHttpClient:
         self.session.close()
 
     def _send(self, method: str, url: str, **kwargs: Any) -> Any:
-        import requests
+        """One msal request, retried (tenacity) on 429/5xx and connection failures."""
+        from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
         kwargs.setdefault("timeout", (self._tuning.connect_timeout_s, self._tuning.read_timeout_s))
         kwargs["verify"] = True  # never off, whatever a caller passes
-        host = urlparse(url).hostname or url
-        path = urlparse(url).path
-        attempt = 0
-        while True:
-            attempt += 1
-            self.requests_sent += 1
-            try:
-                response = self.session.request(method, url, **kwargs)
-            except requests.exceptions.SSLError as exc:
-                if is_certificate_failure(exc):
-                    raise tls_error(host, exc) from None
-                raise SourceError(f"TLS handshake with {host} failed", kind="tls", fix="check entra.authority_host and any proxy in between") from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                reason = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-                delay = self._tuning.backoff(attempt)
-                if attempt < self._tuning.max_attempts and self._deadline().allows(delay):
-                    log.info("token endpoint %s %s (attempt %d); retrying in %.1fs", host, reason, attempt, delay)
-                    time.sleep(delay)
-                    continue
-                raise SourceError(
-                    f"cannot reach the token endpoint {host}: {reason} after {attempt} attempts",
-                    kind="network",
-                    fix="check DNS, the network path and any proxy to entra.authority_host",
-                ) from None
-            if response.status_code not in RETRYABLE_TOKEN_STATUS:
-                return response
-            retry_in = self._retry_delay(response, attempt)
-            if retry_in is not None and attempt < self._tuning.max_attempts and self._deadline().allows(retry_in):
-                log.info("token endpoint answered %d (attempt %d); retrying in %.1fs", response.status_code, attempt, retry_in)
-                response.close()
-                time.sleep(retry_in)
-                continue
-            kind = "throttled" if response.status_code == 429 else "server"
-            raise SourceError(
-                f"token endpoint {host}{path} answered {response.status_code} after {attempt} attempts",
-                kind=kind,
-                fix="Entra ID is throttling or unavailable: the next cycle retries",
-            )
 
-    def _retry_delay(self, response: Any, attempt: int) -> float | None:
-        header = response.headers.get("Retry-After")
-        if header:
-            try:
-                seconds = float(header)
-            except ValueError:
-                return self._tuning.backoff(attempt)
-            return seconds if seconds <= self._tuning.token_retry_after_max_s else None
-        return self._tuning.backoff(attempt)
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _TokenRetry) and exc.retry_after is not None:
+                return exc.retry_after
+            return self._tuning.backoff(state.attempt_number)
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            refused = isinstance(exc, _TokenRetry) and exc.retry_after is not None and exc.retry_after > self._tuning.token_retry_after_max_s
+            return refused or state.attempt_number >= self._tuning.max_attempts or not self._deadline().allows(state.upcoming_sleep)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_TokenRetry),
+            wait=wait,
+            stop=stop,
+            reraise=True,
+            sleep=time.sleep,
+            before_sleep=lambda state: log.info(
+                "token endpoint: %s (attempt %d); retrying in %.1fs",
+                state.outcome.exception() if state.outcome else "?", state.attempt_number, state.upcoming_sleep,
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_once(method, url, attempt.retry_state.attempt_number, **kwargs)
+        except _TokenRetry as exc:
+            raise exc.final from None
+        raise AssertionError("unreachable")
+
+    def _send_once(self, method: str, url: str, attempt: int, **kwargs: Any) -> Any:
+        import requests
+
+        host = urlparse(url).hostname or url
+        self.requests_sent += 1
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            if is_certificate_failure(exc):
+                raise tls_error(host, exc) from None
+            raise SourceError(f"TLS handshake with {host} failed", kind="tls", fix="check entra.authority_host and any proxy in between") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            reason = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
+            raise _TokenRetry(SourceError(
+                f"cannot reach the token endpoint {host}: {reason} after {attempt} attempts",
+                kind="network",
+                fix="check DNS, the network path and any proxy to entra.authority_host",
+            )) from None
+        if response.status_code not in RETRYABLE_TOKEN_STATUS:
+            return response
+        retry_after = self._retry_after(response)
+        response.close()
+        raise _TokenRetry(SourceError(
+            f"token endpoint {host}{urlparse(url).path} answered {response.status_code} after {attempt} attempts",
+            kind="throttled" if response.status_code == 429 else "server",
+            fix="Entra ID is throttling or unavailable: the next cycle retries",
+        ), retry_after)
+
+    @staticmethod
+    def _retry_after(response: Any) -> float | None:
+        try:
+            return float(response.headers.get("Retry-After"))
+        except (TypeError, ValueError):
+            return None
+
+
+class _TokenRetry(Exception):
+    """A retryable token endpoint failure, carrying the error to raise when retries end."""
+
+    def __init__(self, final: SourceError, retry_after: float | None = None) -> None:
+        super().__init__(str(final))
+        self.final = final
+        self.retry_after = retry_after
 
 
 # --------------------------------------------------------------------------- the token source

@@ -134,6 +134,13 @@ def test_token_endpoint_down_fails_the_read(sim, read):
     assert sim.token_request_count() == FAST.max_attempts
 
 
+def test_token_endpoint_asking_too_long_a_wait_fails_as_throttled(sim, read):
+    sim.faults.add(Fault(path="oauth2/v2.0/token", kind="status", status=429, retry_after=3600, times=-1))
+    err = fails(read)
+    assert err.kind == "throttled"
+    assert sim.token_request_count() == 1
+
+
 def test_token_endpoint_reset_is_retried(sim, read):
     sim.faults.add(Fault(path="oauth2/v2.0/token", kind="reset", times=1))
     assert read().users
