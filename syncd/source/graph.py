@@ -198,7 +198,8 @@ class GraphSource:
 
         With ``on_page``, pages go to it (streaming) and the GraphRead carries only
         ``full``, ``delta_links`` and the counters; a ``GraphPage(kind="reset")`` tells it
-        to drop what it received when an expired link forced a full read.
+        to drop what it received when an expired link forced a full read. If ``read``
+        raises, everything ``on_page`` received must be discarded too (R14).
         """
         return await self._bounded(lambda: self._read(delta_links, on_page))
 
