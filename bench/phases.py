@@ -30,6 +30,12 @@ from syncd.model import GraphRead  # noqa: E402
 from syncd.store.db import Store  # noqa: E402
 
 SPENT: dict[str, float] = defaultdict(float)
+RSS: list[tuple[str, float]] = []
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
 
 
 def timed(owner, name, label=None):
@@ -42,6 +48,7 @@ def timed(owner, name, label=None):
             return fn(*a, **k)
         finally:
             SPENT[label or name] += time.monotonic() - t
+            RSS.append((label or name, rss_mb()))
 
     setattr(owner, name, wrapper)
 
@@ -62,6 +69,7 @@ def main() -> None:
                                       "client_secret_file": str(work / "secret")},
                             "store": {"path": str(work / "syncd.db")}}, base_dir=work)
     read = read_of(tenant)
+    print(f"RSS with the tenant and the read built: {rss_mb():.0f} MB")
     for label, reader in [("full", lambda *a, **k: read)]:
         SPENT.clear()
         t = time.monotonic()
@@ -70,6 +78,7 @@ def main() -> None:
         print(f"{label}: {total:.2f}s {r.status} {r.counts}")
         for k, v in sorted(SPENT.items(), key=lambda kv: -kv[1]):
             print(f"   {k:<16} {v:6.2f}s")
+    print("   RSS after each step (MB):", ", ".join(f"{k} {v:.0f}" for k, v in RSS))
     # an incremental cycle with 1% of the users changed
     before = tenant.version
     change_users(tenant, 0.01)

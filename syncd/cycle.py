@@ -144,6 +144,8 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             if on_demand:
                 _missing_on_demand(options, read, report)
             store.apply_read(read, on_demand=on_demand)
+            if not on_demand:
+                _drop_bulk(read)  # in the mirror now; the planner reads it from there
             t1 = time.monotonic()
             held = False
             if not nothing_new:
@@ -167,6 +169,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 report.phases["apply"] = round(time.monotonic() - t2, 3)
                 report.add_changes(the_plan.changes)
                 report.errors.extend(the_plan.errors)
+                del the_plan  # the report's entries hold what is kept (peak RSS at 100k users)
             else:
                 report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
             report.status = _status(report, held)
@@ -192,6 +195,12 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             prune_reports(store, config.retention_days)
     log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
     return report
+
+
+def _drop_bulk(read: GraphRead) -> None:
+    """Free a read's objects once they are in the mirror (~100 MB at 100k users)."""
+    read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
+    read.removed_users, read.removed_groups = set(), set()
 
 
 def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
