@@ -33,9 +33,18 @@ def _base_store() -> str:
     """The system CA file when there is one (it carries any CA the admin installed), else certifi."""
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and os.path.isfile(candidate):
+        # a stale or bogus $SSL_CERT_FILE (no PEM in it) must not break entra.ca_bundle
+        if candidate and os.path.isfile(candidate) and _holds_pem(candidate):
             return candidate
     return certifi.where()
+
+
+def _holds_pem(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"-----BEGIN CERTIFICATE-----" in f.read()
+    except OSError:
+        return False
 
 
 def _read_extra(ca_bundle: str) -> bytes:
