@@ -126,7 +126,7 @@ ObjectType = Literal["user", "group", "membership", "invite"]
 EntryStatus = Literal["success", "failure", "skipped", "staged"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One planned change. ``values`` holds the new local values the store must write.
 

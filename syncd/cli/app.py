@@ -6,7 +6,6 @@ line on stderr and exit with the SPEC §5 code; no traceback reaches the operato
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -55,8 +54,11 @@ def _open_store():
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=None if isinstance(value, list) and len(value) > 200 else 2))
-    sys.stdout.write("\n")
+    """One JSON document on stdout; orjson keeps a 100k-entry report or user list fast."""
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.flush()
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> None:

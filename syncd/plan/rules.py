@@ -163,14 +163,7 @@ class _Planner:
             for key in [k for k, u in unmanaged.items() if u.id == adoptee.id]:
                 del unmanaged[key]
             self.r6_adopt(adoptee, user, mapped)
-        final_names = {
-            c.local_id: str(c.values["user_name"])
-            for c in self.changes
-            if c.object_type == "user" and c.local_id is not None and "user_name" in c.values
-        }
-        taken_names: dict[str, int | str] = {}
-        for u in sorted(self.dir.users.values(), key=lambda u: u.id):
-            taken_names.setdefault(final_names.get(u.id, u.user_name).casefold(), u.id)
+        taken_names = self._names_after_plan() if to_create else {}
         for user, mapped in to_create:
             holder = taken_names.get(mapped.user_name.casefold())
             if holder is not None:
@@ -201,6 +194,18 @@ class _Planner:
             elif not self.settings.skip_out_of_scope_deactivations:
                 self.deactivate(local, "left scope: no longer assigned to the application, directly or through a group")
 
+    def _names_after_plan(self) -> dict[str, int | str]:
+        """Local user_names (casefolded) as they will be once this plan's changes apply."""
+        final_names = {
+            c.local_id: str(c.values["user_name"])
+            for c in self.changes
+            if c.object_type == "user" and c.local_id is not None and "user_name" in c.values
+        }
+        taken: dict[str, int | str] = {}
+        for u in sorted(self.dir.users.values(), key=lambda u: u.id):
+            taken.setdefault(final_names.get(u.id, u.user_name).casefold(), u.id)
+        return taken
+
     def user_in_scope(self, user: EntraUser) -> tuple[EntraUser, MappedUser] | None:
         """Plan an in-scope user linked to a local one; return an unlinked enabled one for R6."""
         mapped = r5_map_attributes(user, self.settings)
@@ -221,6 +226,15 @@ class _Planner:
             if not user.account_enabled:
                 return None  # R2: a disabled user is never created (nor adopted)
             return user, mapped
+        if (
+            user.account_enabled
+            and local.status == "active"
+            and local.user_name == mapped.user_name
+            and local.display_name == mapped.display_name
+            and local.email == mapped.email
+        ):
+            self.final_active.add(user.id)  # unchanged: the common case, kept cheap
+            return None
         current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
         if not user.account_enabled:
             if local.status == "active":

@@ -26,8 +26,10 @@ class CycleReport:
     notes: list[str] = field(default_factory=list)
 
     def add_changes(self, changes: list[Change]) -> None:
-        for change in changes:
+        """Turn changes into entries, letting go of each change as it goes (large plans)."""
+        for i, change in enumerate(changes):
             self.entries.append(entry_of(change, f"{self.cycle_id}:{len(self.entries) + 1}"))
+            changes[i] = None  # type: ignore[call-overload]
 
     @property
     def counts(self) -> dict[str, int]:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from ..errors import SyncdError
 from ..report.model import CycleReport
 from .db import Store
@@ -31,7 +33,13 @@ SUMMARY_KEYS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at"
 
 
 def canonical(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no spaces, UTF-8 as is: the bytes the hash chain is computed over.
+
+    orjson writes exactly what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` writes for the strings, integers, booleans and nulls a report holds,
+    about ten times faster (a 100k-entry report is 100k documents).
+    """
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def chain_hash(prev_hash: str, header: str, entries: list[str]) -> str:
