@@ -183,6 +183,10 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 # the next cycle may skip planning when nothing changes: this one left nothing pending
                 clean = report.status == "succeeded" and not store.conn.execute("SELECT 1 FROM staged_deactivations").fetchone()
                 store.set_meta("plan_clean", fingerprint if clean else None)
+            else:
+                # on demand, the mirror (assignments included) was refreshed but only a few
+                # objects were settled: the next cycle must plan, even if its delta is empty
+                store.set_meta("plan_clean", None)
             if not store.enabled:
                 # R13: the first completed cycle that is not a dry run enables sync
                 store.set_meta("enabled", "1")
