@@ -338,8 +338,9 @@ def _read_private(key: str, path: str, warnings: list[str]) -> bytes:
         raise ConfigError(f"{key}: {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"{key}: {path} cannot be read ({exc.strerror}): check its owner and mode") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & (stat.S_IROTH | stat.S_IWOTH):
-        warnings.append(f"{key}: {path} is readable by other users: chmod 600 it")
+    if st.st_mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH):
+        mode = oct(stat.S_IMODE(st.st_mode))[2:]
+        warnings.append(f"{key}: {path} is readable by other users or its group (mode {mode}): chmod 600 it")
     return content
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from ..model import ADMIN_GROUP, Change, Directory, Plan
 from .settings import PlanSettings
 
-# A read is suspicious when the directory has at least this many active managed users...
-SUSPICIOUS_MIN_ACTIVE = 10
+# A read is suspicious when the directory has at least this many active managed users (small
+# directories are left to R15: unassigning a team of twelve is an ordinary change)...
+SUSPICIOUS_MIN_ACTIVE = 100
 # ...and the read keeps fewer than this share of them in scope.
 SUSPICIOUS_SHARE = 0.1
 

@@ -109,14 +109,15 @@ def test_inline_secret_warns_and_env_secret_is_accepted(tmp_path: Path) -> None:
     assert "$SYNCD_CLIENT_SECRET" in result.out and "env-secret" not in result.out
 
 
-def test_secret_file_readable_by_others_gets_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_secret_file_readable_by_others_gets_a_warning(tmp_path: Path, mode: int) -> None:
     s = tmp_path / "secret"
     s.write_text("topsecret\n")
-    s.chmod(0o644)
+    s.chmod(mode)
     path = write(tmp_path, GOOD_ENTRA + f'client_secret_file = "{s}"\n')
     result = run_syncd("check-config", "--config", str(path))
     assert result.code == 0
-    assert "readable by other users" in result.err
+    assert "readable by other users" in result.err and oct(mode)[2:] in result.err
 
 
 def test_clouds_set_hosts_and_overrides_win(tmp_path: Path) -> None:

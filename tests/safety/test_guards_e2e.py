@@ -33,7 +33,7 @@ def _team(env: SafetyEnv, n: int) -> tuple[str, list[str]]:
 
 def test_a_read_that_suddenly_finds_almost_nobody_stages_every_deactivation(env: SafetyEnv) -> None:
     t = env.tenant
-    team, ids = _team(env, 30)
+    team, ids = _team(env, 120)
     assert env.cycle().status == "succeeded"
     # someone unassigns the group by mistake; one user stays assigned directly
     t.assign(ids[0])
@@ -42,34 +42,44 @@ def test_a_read_that_suddenly_finds_almost_nobody_stages_every_deactivation(env:
     report = env.sync(expect=4)
     assert report["status"] == "held"
     staged = entries(report, "deactivate")
-    assert len(staged) == 29 and all(e["status"] == "staged" for e in staged)
-    assert report["counts"].get("staged") == 29
+    assert len(staged) == 119 and all(e["status"] == "staged" for e in staged)
+    assert report["counts"].get("staged") == 119
     assert any("in scope" in e and "approve-deactivations" in e for e in report["errors"]), report["errors"]
     # nothing deactivated, but the other change of the cycle (the group's removal) is applied
     assert {u["user_name"]: u["status"] for u in env.local_users().values()} == before
     assert "Team" not in env.local_groups()
     warnings = " ".join(_status(env)["warnings"])
-    assert "29 deactivation(s) staged" in warnings and "--approve-deactivations" in warnings
+    assert "119 deactivation(s) staged" in warnings and "--approve-deactivations" in warnings
     # the next plain cycle keeps them staged
     assert env.cycle().status == "held"
     # the operator confirms
     report = env.sync("--approve-deactivations", expect=None)
     assert report["status"] == "succeeded", report["errors"]
-    assert len([e for e in entries(report, "deactivate") if e["status"] == "success"]) == 29
+    assert len([e for e in entries(report, "deactivate") if e["status"] == "success"]) == 119
     users = env.local_users()
-    assert sum(u["status"] == "deactivated" for u in users.values()) == 29
+    assert sum(u["status"] == "deactivated" for u in users.values()) == 119
     assert users[f"user00@{D}"]["status"] == "active"
     assert not any("staged" in w for w in _status(env)["warnings"])
 
 
 def test_an_empty_answer_from_graph_never_empties_the_directory(env: SafetyEnv) -> None:
     t = env.tenant
-    team, _ = _team(env, 12)
+    team, _ = _team(env, 110)
     assert env.cycle().status == "succeeded"
     t.unassign(team)  # Graph now says: nobody is assigned
     report = env.sync(expect=4)
     assert report["status"] == "held"
     assert all(u["status"] == "active" for u in env.local_users().values())
+
+
+def test_a_small_team_leaving_scope_is_an_ordinary_change(env: SafetyEnv) -> None:
+    """Below 100 active users the suspicious-read guard stays out of the way (R3 as written)."""
+    team, _ = _team(env, 12)
+    assert env.cycle().status == "succeeded"
+    env.tenant.unassign(team)
+    report = env.sync(expect=0)
+    assert len([e for e in entries(report, "deactivate") if e["status"] == "success"]) == 12
+    assert all(u["status"] == "deactivated" for u in env.local_users().values())
 
 
 def test_r15_threshold_stages_deactivations_and_applies_every_other_change(env: SafetyEnv) -> None:
