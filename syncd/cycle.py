@@ -23,6 +23,7 @@ from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
 from .report.model import CycleReport
+from .store import failures
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
 from .store.db import Store
@@ -158,6 +159,11 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 approved = _approved(store) if options.approve_deactivations else None
                 held = apply_guards(the_plan, directory, settings, approved).held
                 del directory
+                if not on_demand:  # on demand, the operator asks for a try now
+                    failures.hold_back(store, the_plan.changes)
+                    waiting = sum(1 for c in the_plan.changes if c.status == "skipped" and "backing off" in c.reason)
+                    if waiting:
+                        report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
                 report.phases["plan"] = round(time.monotonic() - t1, 3)
                 t2 = time.monotonic()
                 if not options.dry_run:
@@ -166,6 +172,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                         # in scope (or deactivated meanwhile) no longer waits for approval
                         store.conn.execute("DELETE FROM staged_deactivations")
                     Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
+                    failures.record(store, the_plan.changes, now_iso())
+                    if not on_demand:
+                        failures.forget_missing(store, the_plan.changes)
                 report.phases["apply"] = round(time.monotonic() - t2, 3)
                 report.add_changes(the_plan.changes)
                 report.errors.extend(the_plan.errors)

@@ -108,7 +108,20 @@ CREATE TABLE entries (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1]
+# V2: changes the store refused, retried in later cycles with back-off (Entra's "escrows")
+V2 = """
+CREATE TABLE failures (
+    key TEXT PRIMARY KEY,        -- which change: object type, action, Entra ids
+    name TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    skip_until_seq INTEGER NOT NULL,  -- cycles up to this sequence number do not retry it
+    last_error TEXT,
+    first_failed_at TEXT NOT NULL,
+    last_failed_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [V1, V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from tests.e2e.conftest import entries
 from tests.safety.conftest import D, SafetyEnv, snapshot
@@ -194,3 +195,43 @@ def test_a_failed_change_is_retried_every_cycle_and_listed_until_it_succeeds(env
     assert f"stuck@{D}" in env.local_groups()["Team"]["members"]
     # and once it succeeded it is no longer listed
     assert env.cycle().entries == []
+
+
+def test_a_change_that_keeps_failing_backs_off_in_cycles_and_stays_listed(env: SafetyEnv) -> None:
+    t = env.tenant
+    team, _ = _team(env, 2)
+    assert env.cycle().status == "succeeded"
+    t.add_member(team, t.add_user(f"stuck@{D}"))
+    conn = sqlite3.connect(env.store_path)
+    conn.execute(
+        "CREATE TRIGGER refuse_stuck BEFORE INSERT ON users WHEN NEW.user_name = 'stuck@contoso.onmicrosoft.com'"
+        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )
+    conn.commit()
+    conn.close()
+
+    def stuck_entry(report: Any) -> dict[str, Any]:
+        (entry,) = [e for e in report.entries if e["name"] == f"stuck@{D}" and e["object_type"] == "user"]
+        return entry
+
+    # tried on each of the next three cycles...
+    for _ in range(3):
+        report = env.cycle()
+        assert report.status == "partial" and stuck_entry(report)["status"] == "failure"
+    # ...then left alone for two cycles, still listed, saying why and for how long
+    for left in (2, 1):
+        report = env.cycle()
+        entry = stuck_entry(report)
+        assert report.status == "partial" and entry["status"] == "skipped"
+        assert "failed 3 time(s)" in entry["reason"] and "injected failure" in entry["reason"]
+        assert f"tried again in {left} cycle(s)" in entry["reason"]
+    conn = sqlite3.connect(env.store_path)
+    conn.execute("DROP TRIGGER refuse_stuck")
+    conn.commit()
+    conn.close()
+    report = env.cycle()
+    assert report.status == "succeeded" and stuck_entry(report)["status"] == "success"
+    assert f"stuck@{D}" in env.local_groups()["Team"]["members"]
+    conn = sqlite3.connect(env.store_path)
+    assert conn.execute("SELECT count(*) FROM failures").fetchone()[0] == 0
+    conn.close()

@@ -82,3 +82,20 @@ def test_lock_names_its_holder_and_wait_succeeds(tmp_path: Path) -> None:
         release.set()
         proc.join(10)
     assert os.path.exists(path + ".lock")
+
+
+def test_a_first_release_store_is_migrated(tmp_path: Path) -> None:
+    from syncd.store.schema import MIGRATIONS, _statements
+
+    path = tmp_path / "syncd.db"
+    conn = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO users (user_name, created_at, updated_at) VALUES ('kept@example.com', 'x', 'x')")
+    conn.commit()
+    conn.close()
+    with Store(str(path)) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.conn.execute("SELECT count(*) FROM failures").fetchone()[0] == 0
+        assert [u["user_name"] for u in local.list_users(store)] == ["kept@example.com"]
