@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
 from .lock import cycle_lock
-from .model import GraphRead
+from .model import Directory, GraphRead, Plan
 from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
 from .report.model import CycleReport
-from .store import failures
+from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
 from .store.db import Store
@@ -142,6 +142,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     try:
         with store.transaction():
             nothing_new = not on_demand and _nothing_new(store, read, fingerprint)
+            touched = None
+            if not nothing_new and not on_demand and store.get_meta("plan_clean") == fingerprint:
+                touched = scoped.touched_before(store, read, settings)
             if on_demand:
                 _missing_on_demand(options, read, report)
             store.apply_read(read, on_demand=on_demand)
@@ -150,10 +153,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             t1 = time.monotonic()
             held = False
             if not nothing_new:
-                directory = store.load_directory()
-                entra = store.load_entra_view()
-                the_plan = plan(entra, directory, settings)
-                del entra
+                the_plan, directory = _plan(store, settings, touched, report)
                 if on_demand:
                     the_plan = restrict(the_plan, set(read.users), set(read.groups))
                 approved = _approved(store) if options.approve_deactivations else None
@@ -242,6 +242,25 @@ def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphR
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["read"]  # type: ignore[return-value]
+
+
+def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport) -> tuple[Plan, Directory]:
+    """The plan over what the read touched when that is enough, else over everything."""
+    if touched is not None:
+        entra, directory = scoped.scoped_views(store, touched, settings)
+        the_plan = plan(entra, directory, settings)
+        active = scoped.active_managed_users(store)
+        leaving = sum(1 for c in the_plan.changes if c.action == "deactivate")
+        if not leaving * 2 >= active > 0:
+            # the guards see the whole directory's numbers, not the slice's
+            joining = sum(1 for c in the_plan.changes if c.object_type == "user" and c.action in ("create", "adopt", "reactivate"))
+            the_plan.in_scope_users = active - leaving + joining
+            report.notes.append(f"planned over the {len(entra.users)} users this read touched")
+            return the_plan, directory
+        # half the directory leaving: let the guards judge it on the whole picture
+    directory = store.load_directory()
+    entra = store.load_entra_view()
+    return plan(entra, directory, settings), directory
 
 
 def _nothing_new(store: Store, read: GraphRead, fingerprint: str) -> bool:
