@@ -32,7 +32,7 @@ class Fault:
     kind: str
     times: int = 1
     status: int | None = None
-    retry_after: float | None = None
+    retry_after: float | None = None  # None: 1 s for 429/503, none for others; < 0: never
     delay: float | None = None
     after: int = 0
     variant: str | None = None  # malformed_item: "bad_id" (default) | "missing_id"

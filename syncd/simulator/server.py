@@ -255,9 +255,9 @@ class _Handler(BaseHTTPRequestHandler):
         status = fault.status or 500
         retry_after = fault.retry_after
         if retry_after is None and status in (429, 503):
-            retry_after = 1  # Graph always says when to come back on these
+            retry_after = 1  # Graph nearly always says when to come back on these
         headers: dict[str, str] = {}
-        if retry_after is not None:
+        if retry_after is not None and retry_after >= 0:  # negative: no header at all
             headers["Retry-After"] = _format_seconds(retry_after)
         if is_graph:
             headers.update({"Content-Type": GRAPH_CONTENT_TYPE, "request-id": request_id,
