@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -133,34 +133,38 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def load_directory(self) -> Directory:
-        users = {
-            r[0]: LocalUser(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
-            for r in self.conn.execute(
-                "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
-            )
-        }
+    def load_directory(self, users: dict[int, LocalUser] | None = None) -> Directory:
+        """The local directory; with ``users``, only those users and their memberships."""
+        if users is None:
+            users = {r[0]: local_user(r) for r in self.conn.execute(LOCAL_USER_SQL)}
+            member_rows = self.conn.execute("SELECT group_id, user_id FROM memberships")
+        else:
+            member_rows = in_chunks(self, "SELECT group_id, user_id FROM memberships WHERE user_id IN ({})", users)
         groups = {
             r[0]: LocalGroup(r[0], r[1], r[2], bool(r[3]))
             for r in self.conn.execute("SELECT id, entra_id, name, managed FROM groups")
         }
         members: dict[int, set[int]] = {}
-        for gid, uid in self.conn.execute("SELECT group_id, user_id FROM memberships"):
+        for gid, uid in member_rows:
             members.setdefault(gid, set()).add(uid)
         invites = dict(self.conn.execute("SELECT id, email FROM invites WHERE status = 'open'").fetchall())
         return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
 
-    def load_entra_view(self) -> EntraView:
-        users = {
-            r[0]: EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
-            for r in self.conn.execute("SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users")
-        }
+    def load_entra_view(self, users: dict[str, EntraUser] | None = None) -> EntraView:
+        """The mirror of Entra; with ``users``, only those users and their memberships."""
+        if users is None:
+            users = {r[0]: entra_user(r) for r in self.conn.execute(ENTRA_USER_SQL)}
+            member_rows = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
+        else:
+            member_rows = in_chunks(
+                self, "SELECT group_id, member_id, member_type FROM entra_members WHERE member_id IN ({})", users
+            )
         groups = {
             r[0]: EntraGroup(r[0], r[1], bool(r[2]))
             for r in self.conn.execute("SELECT id, display_name, security_enabled FROM entra_groups")
         }
         members: dict[str, dict] = {}
-        for gid, mid, kind in self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members"):
+        for gid, mid, kind in member_rows:
             members.setdefault(gid, {})[mid] = kind
         assignments = dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
         return EntraView(users=users, groups=groups, members=members, assignments=assignments)
@@ -206,6 +210,33 @@ class Store:
             "INSERT INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
             read.assignments.items(),
         )
+
+
+ENTRA_USER_SQL = "SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users"
+LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
+
+
+def entra_user(r: tuple) -> EntraUser:
+    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
+
+
+def local_user(r: tuple) -> LocalUser:
+    return LocalUser(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+
+
+_CHUNK = 400  # two IN lists of 400 stay under SQLite's old limit of 999 parameters
+
+
+def in_chunks(store: Store, sql: str, ids: Iterable[object]) -> list[tuple]:
+    """``sql`` with ``{}`` standing for an IN list (once or more), run over ids in chunks."""
+    rows: list[tuple] = []
+    uses = sql.count("{}")
+    ids = list(ids)
+    for i in range(0, len(ids), _CHUNK):
+        batch = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(batch))
+        rows += store.conn.execute(sql.format(*[marks] * uses), batch * uses).fetchall()
+    return rows
 
 
 def utcnow() -> str:

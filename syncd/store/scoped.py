@@ -13,45 +13,15 @@ membership, nested groups changing, security flags of groups in ``scope = "all"`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..model import (
     ADMIN_GROUP,
     Directory,
-    EntraGroup,
-    EntraUser,
     EntraView,
     GraphRead,
-    LocalGroup,
-    LocalUser,
 )
 from ..plan.rules import r5_map_attributes
 from ..plan.settings import PlanSettings
-from .db import Store
-
-_CHUNK = 400  # two IN lists of 400 stay under SQLite's old limit of 999 parameters
-
-
-def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == _CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _in(store: Store, sql: str, ids: Iterable[str]) -> list[tuple]:
-    """``sql`` with ``{}`` standing for an IN list (once or more), run over ids in chunks."""
-    rows: list[tuple] = []
-    uses = sql.count("{}")
-    for batch in _chunks(ids):
-        marks = ",".join("?" * len(batch))
-        rows += store.conn.execute(sql.format(*[marks] * uses), batch * uses).fetchall()
-    return rows
-
+from .db import ENTRA_USER_SQL, LOCAL_USER_SQL, Store, entra_user, in_chunks, local_user
 
 Touched = tuple[set[str], set[str]]  # Entra users, Entra groups
 
@@ -82,7 +52,7 @@ def touched_before(store: Store, read: GraphRead, settings: PlanSettings) -> Tou
     # every member of a group entering or leaving scope (or deleted) is touched: the mirror is
     # tenant-wide, so it already holds them, and a group new in this read brings its members
     # in members_added
-    users |= {r[0] for r in _in(store, "SELECT member_id FROM entra_members WHERE group_id IN ({})", whole_groups)}
+    users |= {r[0] for r in in_chunks(store, "SELECT member_id FROM entra_members WHERE group_id IN ({})", whole_groups)}
     return users, groups
 
 
@@ -99,55 +69,22 @@ def scoped_views(store: Store, touched: Touched, settings: PlanSettings) -> tupl
             (ADMIN_GROUP,),
         )
     }
-    entra_users = {
-        r[0]: EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
-        for r in _in(store, "SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users WHERE id IN ({})", users)
-    }
+    entra_users = {r[0]: entra_user(r) for r in in_chunks(store, ENTRA_USER_SQL + " WHERE id IN ({})", users)}
     # R6 and name clashes: local users who hold a name one of these users maps to
     names: set[str] = set()
     for u in entra_users.values():
         mapped = r5_map_attributes(u, settings)
         if not isinstance(mapped, str):
             names |= {mapped.user_name.casefold(), mapped.email.casefold()}
-    local_rows = _in(
-        store,
-        "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users WHERE entra_id IN ({})",
-        users,
-    )
-    local_rows += c.execute(
-        "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users WHERE entra_id IS NULL"
-    ).fetchall()
-    local_rows += _in(
-        store,
-        "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
-        " WHERE lower(user_name) IN ({}) OR lower(email) IN ({})",
-        names,
-    ) if names else []
-    local_users = {r[0]: LocalUser(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in local_rows}
+    local_rows = in_chunks(store, LOCAL_USER_SQL + " WHERE entra_id IN ({})", users)
+    local_rows += c.execute(LOCAL_USER_SQL + " WHERE entra_id IS NULL").fetchall()
+    local_rows += in_chunks(store, LOCAL_USER_SQL + " WHERE lower(user_name) IN ({}) OR lower(email) IN ({})", names)
+    local_users = {r[0]: local_user(r) for r in local_rows}
     # their Entra side too, so the planner sees every linked user it is given whole
     extra = {u.entra_id for u in local_users.values() if u.entra_id and u.entra_id not in entra_users}
-    for r in _in(store, "SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users WHERE id IN ({})", extra):
-        entra_users[r[0]] = EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
-    members: dict[str, dict] = {}
-    for gid, mid, kind in _in(store, "SELECT group_id, member_id, member_type FROM entra_members WHERE member_id IN ({})", entra_users):
-        members.setdefault(gid, {})[mid] = kind
-    view = EntraView(
-        users=entra_users,
-        groups={r[0]: EntraGroup(r[0], r[1], bool(r[2])) for r in c.execute("SELECT id, display_name, security_enabled FROM entra_groups")},
-        members=members,
-        assignments=dict(c.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall()),
-    )
-    local_members: dict[int, set[int]] = {}
-    for gid, uid in _in(store, "SELECT group_id, user_id FROM memberships WHERE user_id IN ({})", [str(i) for i in local_users]):
-        local_members.setdefault(gid, set()).add(uid)
-    directory = Directory(
-        users=local_users,
-        groups={r[0]: LocalGroup(r[0], r[1], r[2], bool(r[3])) for r in c.execute("SELECT id, entra_id, name, managed FROM groups")},
-        members=local_members,
-        enabled=store.enabled,
-        invites=dict(c.execute("SELECT id, email FROM invites WHERE status = 'open'").fetchall()),
-    )
-    return view, directory
+    for r in in_chunks(store, ENTRA_USER_SQL + " WHERE id IN ({})", extra):
+        entra_users[r[0]] = entra_user(r)
+    return store.load_entra_view(entra_users), store.load_directory(local_users)
 
 
 def active_managed_users(store: Store) -> int:
