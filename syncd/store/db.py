@@ -205,10 +205,14 @@ class Store:
             "DELETE FROM entra_members WHERE group_id = ? AND member_id = ?",
             ((gid, mid) for gid, ms in read.members_removed.items() for mid in ms),
         )
-        c.execute("DELETE FROM entra_assignments")
+        # assignments come whole every cycle and rarely change: write only the difference
+        stored = dict(c.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
         c.executemany(
-            "INSERT INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
-            read.assignments.items(),
+            "DELETE FROM entra_assignments WHERE principal_id = ?", ((p,) for p in stored if p not in read.assignments)
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
+            ((p, kind) for p, kind in read.assignments.items() if stored.get(p) != kind),
         )
 
 
