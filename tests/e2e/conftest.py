@@ -28,11 +28,13 @@ class Env:
     def config_path(self) -> Path:
         return self.tmp / "syncd.toml"
 
-    def configure(self, **overrides: dict[str, Any]) -> None:
-        self.config_path.write_text(self.sim.config_toml(str(self.store_path), **overrides))
+    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
+        path = path or self.config_path
+        path.write_text(self.sim.config_toml(str(self.store_path), **overrides))
+        return path
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return run_syncd(*args, "--config", str(self.config_path), env=env)
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        return run_syncd(*args, "--config", str(self.config_path), env=env, timeout=timeout)
 
     def sync(self, *args: str, expect: int | None = 0) -> dict[str, Any]:
         result = self.cli("sync", "--json", *args)

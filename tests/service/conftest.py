@@ -20,30 +20,12 @@ from typing import Any
 import pytest
 
 from syncd.simulator import Simulator, Tenant
-from tests.conftest import Result, run_syncd
+from tests.e2e.conftest import Env as E2EEnv
 
 
 @dataclass
-class Env:
-    tenant: Tenant
-    sim: Simulator
-    tmp: Path
-
-    @property
-    def store_path(self) -> Path:
-        return self.tmp / "state" / "syncd.db"
-
-    @property
-    def config_path(self) -> Path:
-        return self.tmp / "syncd.toml"
-
-    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
-        path = path or self.config_path
-        path.write_text(self.sim.config_toml(str(self.store_path), **overrides))
-        return path
-
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-        return run_syncd(*args, "--config", str(self.config_path), env=env, timeout=timeout)
+class Env(E2EEnv):
+    """The end-to-end Env, plus what the service tests read back."""
 
     def json(self, *args: str, expect: int = 0) -> Any:
         r = self.cli(*args, "--json")
