@@ -62,7 +62,8 @@ def now_iso() -> str:
 
 
 def new_cycle_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    # sortable by time; 32 random bits keep ids unique when several cycles start in one second
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
 
 
 def default_reader(config: Config, delta_links: dict[str, str] | None, progress: Progress = None) -> GraphRead:

@@ -99,3 +99,10 @@ def test_a_first_release_store_is_migrated(tmp_path: Path) -> None:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.conn.execute("SELECT count(*) FROM failures").fetchone()[0] == 0
         assert [u["user_name"] for u in local.list_users(store)] == ["kept@example.com"]
+
+
+def test_cycle_ids_started_in_one_second_do_not_collide() -> None:
+    from syncd.cycle import new_cycle_id
+
+    ids = {new_cycle_id() for _ in range(5000)}
+    assert len(ids) == 5000  # 2 random bytes gave a collision in CI at 12 cycles
