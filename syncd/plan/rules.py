@@ -154,14 +154,14 @@ class _Planner:
                 unlinked.append(found)
         unmanaged = _unmanaged_index(self.dir.users.values())
         to_create: list[tuple[EntraUser, MappedUser]] = []
+        adopted: set[int] = set()
         for user, mapped in unlinked:
             # R6: adopt an unmanaged local user with the same user_name or email, at most once
-            adoptee = unmanaged.get(mapped.email.casefold())
+            adoptee = next((u for u in unmanaged.get(mapped.email.casefold(), ()) if u.id not in adopted), None)
             if adoptee is None:
                 to_create.append((user, mapped))
                 continue
-            for key in [k for k, u in unmanaged.items() if u.id == adoptee.id]:
-                del unmanaged[key]
+            adopted.add(adoptee.id)
             self.r6_adopt(adoptee, user, mapped)
         taken_names = self._names_after_plan() if to_create else {}
         for user, mapped in to_create:
@@ -241,7 +241,7 @@ class _Planner:
                 self.deactivate(local, "disabled in Entra ID (accountEnabled is false)", mapped)
             else:
                 self.update_user(local, mapped, "deactivated", current)
-            return
+            return None
         self.final_active.add(user.id)
         if local.status == "deactivated":
             # R4: the same local record comes back
@@ -255,6 +255,7 @@ class _Planner:
             )
         else:
             self.update_user(local, mapped, "active", current)
+        return None
 
     def update_user(self, local: LocalUser, mapped: MappedUser, status: str, current: dict) -> None:
         target = _user_values(mapped, status)
@@ -283,7 +284,7 @@ class _Planner:
 
     def deactivate(self, local: LocalUser, reason: str, mapped: MappedUser | None = None) -> None:
         current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
-        target = _user_values(mapped, "deactivated") if mapped else {**current, "status": "deactivated"}
+        target: dict[str, object] = _user_values(mapped, "deactivated") if mapped else {**current, "status": "deactivated"}
         self.deactivating.add(local.id)
         self.changes.append(
             Change(
@@ -337,12 +338,13 @@ class _Planner:
         # R11: managed groups that left scope (or were deleted) go; Administrators only stops being managed
         staying: dict[int, LocalGroup] = dict(self.dir.groups)
         for local in sorted(self.by_entra_group.values(), key=lambda g: g.id):
-            renamed = local.name == ADMIN_GROUP and local.entra_id in provisioned and provisioned[local.entra_id][1] is None
+            linked = provisioned.get(local.entra_id or "")
+            renamed = local.name == ADMIN_GROUP and linked is not None and linked[1] is None
             if local.entra_id in scope.groups and not renamed:
                 continue
             gone = local.entra_id not in self.entra.groups
-            if renamed:
-                why = f"renamed {provisioned[local.entra_id][0]!r}, which does not map to {ADMIN_GROUP}"
+            if renamed and linked is not None:
+                why = f"renamed {linked[0]!r}, which does not map to {ADMIN_GROUP}"
             else:
                 why = "deleted in Entra ID" if gone else "no longer assigned to the application"
             if local.name == ADMIN_GROUP:
@@ -375,17 +377,21 @@ class _Planner:
                 new_name = renames[lid][1] if lid in renames and lid not in refused else g.name
                 final.setdefault(new_name.casefold(), []).append(lid)
             clash = [
-                (lid, ids) for ids in final.values() if len(ids) > 1 for lid in ids if lid in renames and lid not in refused
+                (lid, holders)
+                for holders in final.values()
+                if len(holders) > 1
+                for lid in holders
+                if lid in renames and lid not in refused
             ]
             if not clash:
                 break
-            for lid, ids in clash:
-                refused[lid] = staying[min(i for i in ids if i != lid)]
+            for lid, holders in clash:
+                refused[lid] = staying[min(i for i in holders if i != lid)]
         names_in_use = {name: staying[ids[0]] for name, ids in final.items()}
 
         result: dict[str, tuple[str, LocalGroup | None]] = {}
-        for gid, (name, local) in sorted(provisioned.items()):
-            if local is not None:
+        for gid, (name, linked_group) in sorted(provisioned.items()):
+            if (local := linked_group) is not None:
                 if local.id in refused:
                     holder = refused[local.id]
                     self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {holder.id} has that name")
@@ -484,14 +490,19 @@ class _Planner:
         self.changes.append(Change("skip", object_type, entra_id, name, reason=message, status="skipped", error=True))  # type: ignore[arg-type]
 
 
-def _unmanaged_index(users: Iterable[LocalUser]) -> dict[str, LocalUser]:
-    index: dict[str, LocalUser] = {}
-    for u in sorted(users, key=lambda u: u.id):
+def _unmanaged_index(users: Iterable[LocalUser]) -> dict[str, list[LocalUser]]:
+    """R6 candidates per casefolded name: user_name matches before email matches, oldest first.
+
+    Every candidate is kept, so when one is adopted the next in line is still found (with only
+    the first, a second Entra user could need a second cycle to adopt its own match).
+    """
+    ranked: dict[str, list[tuple[int, int, LocalUser]]] = {}
+    for u in users:
         if u.entra_id is None:
-            for key in (u.user_name, u.email):
+            for rank, key in enumerate((u.user_name, u.email)):
                 if key:
-                    index.setdefault(key.casefold(), u)
-    return index
+                    ranked.setdefault(key.casefold(), []).append((rank, u.id, u))
+    return {key: [u for _, _, u in sorted(found, key=lambda t: t[:2])] for key, found in ranked.items()}
 
 
 def _user_values(mapped: MappedUser, status: str) -> dict[str, object]:

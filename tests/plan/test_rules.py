@@ -834,3 +834,28 @@ def test_r8_changed_alias_setting_moves_administrators_to_the_new_alias():
     assert skips(p) == [], summary(p)
     assert one(p, "adopt", "group", "g-new").local_id == ADMIN_ID
     assert one(p, "create", "group", "g-old").values == {"name": "Split_Administrators"}
+
+
+def test_r6_each_entra_user_adopts_its_own_match_in_one_cycle() -> None:
+    """Found by the convergence property: two local users share an email; the second Entra
+    user must still find the local user whose user_name is its own, in the same cycle."""
+    from syncd.model import Directory, EntraUser, EntraView, LocalGroup, LocalUser
+    from syncd.plan.rules import plan
+    from syncd.plan.settings import PlanSettings
+
+    entra = EntraView(
+        users={
+            "u0": EntraUser("u0", "alice@contoso.com", None, None, True, "Member"),
+            "u1": EntraUser("u1", "alice@fabrikam.com", None, None, True, "Member"),
+        },
+        groups={}, members={}, assignments={},
+    )
+    directory = Directory(
+        users={
+            10: LocalUser(10, None, "alice@contoso.com", "Someone", "alice@fabrikam.com", "active", False),
+            13: LocalUser(13, None, "alice@fabrikam.com", "Someone", "alice@fabrikam.com", "active", False),
+        },
+        groups={1: LocalGroup(1, None, "Administrators", False)}, members={1: set()},
+    )
+    changes = plan(entra, directory, PlanSettings(scope="all")).changes
+    assert sorted((c.action, c.entra_id, c.local_id) for c in changes) == [("adopt", "u0", 10), ("adopt", "u1", 13)]
