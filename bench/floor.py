@@ -28,6 +28,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sqlite3  # noqa: E402
 import ssl  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
@@ -107,7 +108,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         r = await client.post(
             f"{args.url}/{args.tenant}/oauth2/v2.0/token",
             data={"grant_type": "client_credentials", "client_id": args.client_id,
-                  "client_secret": open(args.secret_file).read().strip(),
+                  "client_secret": Path(args.secret_file).read_text().strip(),
                   "scope": f"{args.url}/.default"},
         )
         r.raise_for_status()
