@@ -126,6 +126,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         else:
             read = _cancellable(options, lambda: reader(config, links or None, progress))
     except SourceError as exc:
+        report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
         return _failed(store, report, str(exc), t0)
     except Exception as exc:  # noqa: BLE001 - R14: a read that fails in any way applies nothing
         log.debug("read failed", exc_info=True)

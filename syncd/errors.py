@@ -47,6 +47,9 @@ class SourceError(SyncdError):
         super().__init__(message)
         self.kind = kind
         self.fix = fix
+        # what the read had sent before it failed (for the failed cycle's report)
+        self.graph_requests = 0
+        self.throttled = 0
 
     def __str__(self) -> str:
         base = super().__str__()

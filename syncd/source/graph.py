@@ -147,20 +147,26 @@ class GraphSource:
             await self.client.token_provider.get_authorization_token(self.client.base_url)
             return await work()
 
-        if self.timeout_s is None:
-            result = await token_then_work()
-        else:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    result = await token_then_work()
-            except TimeoutError:
-                if self._deadline.remaining() > 0:
-                    raise  # not our budget: a bug, let it show
-                raise SourceError(
-                    f"the read from Graph did not finish within the cycle budget of {self.timeout_s:g} s",
-                    kind="timeout",
-                    fix="raise sync.cycle_timeout_minutes, or check Graph throttling in the logs",
-                ) from None
+        try:
+            if self.timeout_s is None:
+                result = await token_then_work()
+            else:
+                try:
+                    async with asyncio.timeout(self.timeout_s):
+                        result = await token_then_work()
+                except TimeoutError:
+                    if self._deadline.remaining() > 0:
+                        raise  # not our budget: a bug, let it show
+                    raise SourceError(
+                        f"the read from Graph did not finish within the cycle budget of {self.timeout_s:g} s",
+                        kind="timeout",
+                        fix="raise sync.cycle_timeout_minutes, or check Graph throttling in the logs",
+                    ) from None
+        except SourceError as exc:
+            # a failed cycle's report still says how hard it tried
+            exc.graph_requests = self.client.counter.graph_requests
+            exc.throttled = self.client.counter.throttled
+            raise
         result.graph_requests = self.client.counter.graph_requests
         result.throttled = self.client.counter.throttled
         return result

@@ -352,3 +352,15 @@ def test_401_that_persists_after_a_fresh_token_fails(env: SafetyEnv, pending) ->
     failed_cycle(env)
     assert env.sim.token_request_count() <= 2, "one fresh token, not a loop of them"
     recovers(env)
+
+
+def test_a_failed_cycle_reports_the_requests_it_sent_and_the_throttling_it_met(env: SafetyEnv, pending) -> None:
+    env.configure(sync={"cycle_timeout_minutes": 0.05})  # 3 s
+    env.sim.faults.add(Fault(USERS_DELTA, "status", status=429, retry_after=1, times=-1))
+    env.sim.reset_log()
+    report = failed_cycle(env)
+    assert report["throttled"] >= 2, report
+    assert report["graph_requests"] >= report["throttled"], report
+    # what the simulator saw (one request may be cut off in flight by the budget)
+    assert abs(report["graph_requests"] - env.sim.graph_request_count()) <= 1, report
+    recovers(env)
