@@ -46,14 +46,7 @@ class RawPage:
 
 def parse_page(body: bytes, where: str) -> RawPage:
     """Decode and check one collection page (``where`` = the URL path, for messages)."""
-    if not body:
-        raise malformed(where, "empty body")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise malformed(where, f"invalid or truncated JSON ({exc.msg} at byte {exc.pos} of {len(body)})") from None
-    if not isinstance(doc, dict):
-        raise malformed(where, f"expected a JSON object, got {type(doc).__name__}")
+    doc = parse_object(body, where)
     items = doc.get("value")
     if not isinstance(items, list):
         raise malformed(where, "no 'value' list")
@@ -69,15 +62,15 @@ def parse_page(body: bytes, where: str) -> RawPage:
 
 
 def parse_object(body: bytes, where: str) -> dict[str, Any]:
-    """Decode a single-object answer (GET /users/{id})."""
+    """Decode a JSON object answer: a single object (GET /users/{id}) or a page."""
     if not body:
         raise malformed(where, "empty body")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise malformed(where, f"invalid or truncated JSON ({exc.msg})") from None
+        raise malformed(where, f"invalid or truncated JSON ({exc.msg} at byte {exc.pos} of {len(body)})") from None
     if not isinstance(doc, dict):
-        raise malformed(where, "expected a JSON object")
+        raise malformed(where, f"expected a JSON object, got {type(doc).__name__}")
     return doc
 
 
