@@ -7,6 +7,7 @@ read that fails in any way applies nothing and leaves a ``failed`` report (R14).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
@@ -140,16 +141,17 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     if options.cancel is not None and options.cancel.is_set():
         return _failed(store, report, "the service is stopping: the cycle was interrupted after the read", t0)
     settings = PlanSettings.from_config(config)
-    fingerprint = _json(asdict(settings))
+    fingerprint = json.dumps(asdict(settings))
     try:
         with store.transaction():
-            nothing_new = not on_demand and _nothing_new(store, read, fingerprint)
+            stored_assignments = store.assignments()  # read once: three steps compare against it
+            nothing_new = not on_demand and _nothing_new(store, read, fingerprint, stored_assignments)
             touched = None
             if not nothing_new and not on_demand and store.get_meta("plan_clean") == fingerprint:
-                touched = scoped.touched_before(store, read, settings)
+                touched = scoped.touched_before(store, read, settings, stored_assignments)
             if on_demand:
                 _missing_on_demand(options, read, report)
-            store.apply_read(read, on_demand=on_demand)
+            store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments)
             if not on_demand:
                 _drop_bulk(read)  # in the mirror now; the planner reads it from there
             t1 = time.monotonic()
@@ -188,7 +190,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             if options.dry_run:
                 raise _DryRun
             if not on_demand:
-                store.set_meta("delta_links", _json(read.delta_links))
+                store.set_meta("delta_links", json.dumps(read.delta_links))
                 if read.full:
                     store.set_meta("last_full_at", report.started_at)
                 # the next cycle may skip planning when nothing changes: this one left nothing pending
@@ -265,7 +267,7 @@ def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, 
     return plan(entra, directory, settings), directory
 
 
-def _nothing_new(store: Store, read: GraphRead, fingerprint: str) -> bool:
+def _nothing_new(store: Store, read: GraphRead, fingerprint: str, stored_assignments: dict[str, str]) -> bool:
     """An incremental read with no change, after a cycle that left nothing pending, needs no plan.
 
     This keeps a no-change cycle over a large tenant nearly free. Anything that could change
@@ -278,8 +280,7 @@ def _nothing_new(store: Store, read: GraphRead, fingerprint: str) -> bool:
         return False
     if store.get_meta("plan_clean") != fingerprint:
         return False
-    stored = dict(store.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
-    return stored == read.assignments
+    return stored_assignments == read.assignments
 
 
 def _failed(store: Store, report: CycleReport, message: str, t0: float) -> CycleReport:
@@ -318,9 +319,3 @@ def _missing_on_demand(options: CycleOptions, read: GraphRead, report: CycleRepo
     for ref in options.groups:
         if ref.casefold() not in found_groups:
             report.errors.append(f"group {ref!r} was not found in Entra ID")
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)

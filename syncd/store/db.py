@@ -12,7 +12,6 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 
 from ..errors import SyncdError
@@ -72,13 +71,6 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None
         self.conn = conn
-
-    @cached_property
-    def db(self):  # -> sqlite_utils.Database
-        """sqlite-utils over the same connection, for bulk work; loaded only when used."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -166,12 +158,15 @@ class Store:
         members: dict[str, dict] = {}
         for gid, mid, kind in member_rows:
             members.setdefault(gid, {})[mid] = kind
-        assignments = dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
-        return EntraView(users=users, groups=groups, members=members, assignments=assignments)
+        return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())
 
     # ------------------------------------------------------------------ the mirror
 
-    def apply_read(self, read: GraphRead, *, on_demand: bool = False) -> None:
+    def assignments(self) -> dict[str, str]:
+        """The mirror's assignments: principal id -> "User" | "Group"."""
+        return dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
+
+    def apply_read(self, read: GraphRead, *, on_demand: bool = False, stored_assignments: dict[str, str] | None = None) -> None:
         """Fold one Graph read into the mirror (inside the cycle's transaction).
 
         ``on_demand`` reads refresh only the objects they carry: a group read on demand
@@ -206,7 +201,7 @@ class Store:
             ((gid, mid) for gid, ms in read.members_removed.items() for mid in ms),
         )
         # assignments come whole every cycle and rarely change: write only the difference
-        stored = dict(c.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
+        stored = self.assignments() if stored_assignments is None else stored_assignments
         c.executemany(
             "DELETE FROM entra_assignments WHERE principal_id = ?", ((p,) for p in stored if p not in read.assignments)
         )

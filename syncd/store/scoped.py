@@ -26,7 +26,9 @@ from .db import ENTRA_USER_SQL, LOCAL_USER_SQL, Store, entra_user, in_chunks, lo
 Touched = tuple[set[str], set[str]]  # Entra users, Entra groups
 
 
-def touched_before(store: Store, read: GraphRead, settings: PlanSettings) -> Touched | None:
+def touched_before(
+    store: Store, read: GraphRead, settings: PlanSettings, old_assignments: dict[str, str]
+) -> Touched | None:
     """Before the read is folded into the mirror: the Entra users and groups it may affect.
 
     Returns None when the read may reach further than its own objects (plan in full).
@@ -35,7 +37,6 @@ def touched_before(store: Store, read: GraphRead, settings: PlanSettings) -> Tou
         return None
     if any(kind == "group" for ms in read.members_added.values() for kind in ms.values()):
         return None  # nesting changed
-    old_assignments = dict(store.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
     changed_principals = {
         pid for pid in set(old_assignments) | set(read.assignments) if old_assignments.get(pid) != read.assignments.get(pid)
     }
