@@ -62,6 +62,15 @@ class GraphRead:
     graph_requests: int = 0
     throttled: int = 0
 
+    def __repr__(self) -> str:
+        # short on purpose: libraries format a finished task's result into messages
+        # (anyio's cancel reason), and the full dataclass repr of 100k users takes seconds
+        return (
+            f"GraphRead(full={self.full}, users={len(self.users)}, groups={len(self.groups)}, "
+            f"assignments={len(self.assignments)}, removed_users={len(self.removed_users)}, "
+            f"removed_groups={len(self.removed_groups)})"
+        )
+
 
 @dataclass
 class EntraView:
