@@ -7,12 +7,14 @@ read that fails in any way applies nothing and leaves a ``failed`` report (R14).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -87,7 +89,7 @@ def run_cycle(
     on_demand_reader: Reader = default_on_demand_reader,
     progress: Progress = None,
 ) -> CycleReport:
-    with cycle_lock(config.store_path, wait=options.wait, command=options.command):
+    with cycle_lock(config.store_path, wait=options.wait, command=options.command), _fewer_gc_passes():
         store = Store(config.store_path)
         try:
             report = _run_locked(store, config, options, reader, on_demand_reader, progress)
@@ -98,6 +100,22 @@ def run_cycle(
             return report
         finally:
             store.close()
+
+
+@contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """Let the cyclic GC run rarely during a cycle.
+
+    A cycle allocates 10^5-10^6 objects that nearly all live until its end; with the default
+    thresholds the collector rescans them hundreds of times (100k users: plan 3.4 s -> 2.1 s).
+    Reference counting still frees everything else at once.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _due_full(store: Store, config: Config) -> bool:
