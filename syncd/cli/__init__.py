@@ -6,6 +6,8 @@ every heavy import (msgraph, rich, the simulator) happens inside the command tha
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import click
@@ -17,9 +19,33 @@ from .app import cli
 def main() -> None:
     try:
         cli.main(standalone_mode=True)
-    except SystemExit:
-        raise
+    except SystemExit as exc:
+        code = exc.code
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
         click.echo(f"syncd: internal error: {type(exc).__name__}: {exc} (run with log.level = \"debug\" for details)", err=True)
-        sys.exit(1)
+        code = 1
+    else:
+        code = 0
+    _exit(code)
+
+
+def _exit(code: object) -> None:
+    """Leave without the interpreter's teardown.
+
+    Every command has closed its store and released its lock by now; what is left is
+    freeing each object of a cycle one by one (about 0.3 s at 20k users, seconds at 100k),
+    which an exiting process does not need. Output and log files are flushed first.
+    """
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        click.echo(str(code), err=True)  # sys.exit("message"), as SystemExit prints it
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader left (`| head`), or the stream is closed
+            pass
+    os._exit(code)
 
