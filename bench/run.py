@@ -19,7 +19,7 @@ users (the 100k directory the status/users-list targets speak of). ``--shape gro
 assigns only the groups (40% of the users in scope).
 
 Measured, per size: full initial cycle wall (subprocess, start to exit), peak RSS of the
-syncd process (``os.wait4`` rusage of that child), Graph requests (the report's
+syncd process (``os.wait4`` rusage of that child, forked by ``spawn.py``: see there why), Graph requests (the report's
 ``graph_requests`` and the simulator's log), incremental no-change wall and requests,
 incremental wall with 1% of the users changed, ``syncd status`` and ``syncd users list
 --json`` wall; the floor's wall; every figure's ratio to the floor; PASS/MISS per target.
@@ -109,26 +109,22 @@ class Run:
 
 
 def run(cmd: list[str], timeout: float = 1800) -> Run:
-    """Run a child; wall from spawn to exit, peak RSS of that child alone (wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run a child through ``spawn.py``: wall from fork to exit, the child's own peak RSS."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as figures:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-        t = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        deadline = t + timeout
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                p.kill()
-                pid, status, usage = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.002)
-        wall = time.monotonic() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "spawn.py"), figures.name, "--", *cmd],
+                             stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise SystemExit(f"{cmd[:4]} did not finish within {timeout:.0f} s") from None
+        measured = json.loads(Path(figures.name).read_text())
         out.seek(0)
         err.seek(0)
-        return Run(wall, p.returncode, usage.ru_maxrss / 1024, out.read().decode(), err.read().decode())
+        return Run(measured["wall"], measured["code"], measured["rss_mb"], out.read().decode(), err.read().decode())
 
 
 def syncd(config: Path, *args: str) -> Run:
