@@ -51,16 +51,22 @@ def hold_back(store: Store, changes: list[Change]) -> None:
             )
 
 
+def _waiting_keys(store: Store) -> set[str]:
+    return {key for (key,) in store.conn.execute("SELECT key FROM failures")}
+
+
 def record(store: Store, changes: list[Change], now: str) -> None:
     """After applying: count this cycle's failures, forget what succeeded."""
+    waiting = _waiting_keys(store)  # usually empty: then only failures cost anything
     seq = _next_seq(store)
     c_ = store.conn
     for c in changes:
-        if c.action == "skip":
+        if c.action == "skip" or (c.status != "failure" and not waiting):
             continue
         key = change_key(c)
         if c.status == "success":
-            c_.execute("DELETE FROM failures WHERE key = ?", (key,))
+            if key in waiting:
+                c_.execute("DELETE FROM failures WHERE key = ?", (key,))
         elif c.status == "failure":
             row = c_.execute("SELECT attempts FROM failures WHERE key = ?", (key,)).fetchone()
             attempts = (row[0] if row else 0) + 1
@@ -76,7 +82,8 @@ def record(store: Store, changes: list[Change], now: str) -> None:
 
 def forget_missing(store: Store, changes: list[Change]) -> None:
     """A failed change the plan no longer wants (Entra moved on) stops waiting."""
+    waiting = _waiting_keys(store)
+    if not waiting:
+        return
     wanted = {change_key(c) for c in changes if c.action != "skip"}
-    for (key,) in store.conn.execute("SELECT key FROM failures").fetchall():
-        if key not in wanted:
-            store.conn.execute("DELETE FROM failures WHERE key = ?", (key,))
+    store.conn.executemany("DELETE FROM failures WHERE key = ?", ((key,) for key in waiting - wanted))
