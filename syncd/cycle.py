@@ -315,7 +315,7 @@ def _failed(store: Store, report: CycleReport, message: str, t0: float) -> Cycle
 def _status(report: CycleReport, held: bool) -> str:
     if held:
         return "held"
-    if any(e["status"] == "failure" for e in report.entries) or report.errors:
+    if report.counts.get("failure") or report.errors:
         return "partial"
     return "succeeded"
 

@@ -6,6 +6,7 @@ every heavy import (msgraph, rich, the simulator) happens inside the command tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -43,9 +44,7 @@ def _exit(code: object) -> None:
         code = 1
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BrokenPipeError, ValueError):  # reader gone (`| head`), stream closed
             stream.flush()
-        except (BrokenPipeError, ValueError):  # the reader left (`| head`), or the stream is closed
-            pass
     os._exit(code)
 

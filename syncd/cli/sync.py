@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .app import _config_option, _load_config, _print_json, cli
+from .app import _config_option, _load_config, cli
 
 # --------------------------------------------------------------------------- sync
 
@@ -37,7 +37,13 @@ def sync(dry_run: bool, full: bool, users: tuple[str, ...], groups: tuple[str, .
     with cycle_progress(enabled=not as_json and sys.stderr.isatty()) as progress:
         report = run_cycle(cfg, options, progress=progress)
     if as_json:
-        _print_json(report.document())
+        from ..report.render import json_chunks
+
+        sys.stdout.flush()
+        for chunk in json_chunks(report):
+            sys.stdout.buffer.write(chunk.encode())
+        sys.stdout.buffer.write(b"\n")
+        sys.stdout.buffer.flush()
     else:
         click.echo(render_text_summary(report))
     sys.exit(EXIT_BY_STATUS[report.status])

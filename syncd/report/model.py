@@ -3,10 +3,86 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..model import Change
+
+
+def canonical(doc: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 as is: the bytes the audit hash chain is computed over.
+
+    orjson writes exactly what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` writes for the strings, integers, booleans and nulls a report holds,
+    about ten times faster (a 100k-entry report is 100k documents).
+    """
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _count_key(entry: dict[str, Any]) -> str:
+    status = entry["status"]
+    if status == "success":
+        return str(entry["action"])
+    return {"skipped": "skip", "staged": "staged"}.get(status, "failure")
+
+
+class Entries:
+    """A report's entries, held as their canonical JSON: the text the audit chain stores.
+
+    A full cycle over 100k users has 140k entries. As dicts (with their ``modified`` dicts)
+    they took about 1 KB each, and storing the report made a canonical copy of each on top;
+    as canonical text they take a third of that and are stored as they are. Reading an entry
+    decodes it (keys then come sorted, as they do from a stored report).
+    """
+
+    __slots__ = ("_raw", "_counts")
+
+    def __init__(self, entries: Iterable[dict[str, Any]] = ()) -> None:
+        self._raw: list[str] = []
+        self._counts: Counter[str] = Counter()
+        for entry in entries:
+            self.append(entry)
+
+    @classmethod
+    def from_raw(cls, raw: list[str]) -> Entries:
+        """Entries from their canonical JSON (a stored report)."""
+        entries = cls()
+        entries._raw = raw
+        entries._counts.update(_count_key(orjson.loads(e)) for e in raw)
+        return entries
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._raw.append(canonical(entry))
+        self._counts[_count_key(entry)] += 1
+
+    def raw(self) -> list[str]:
+        """The canonical JSON of each entry, in order."""
+        return self._raw
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(self._counts.items()))
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(orjson.loads, self._raw)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return orjson.loads(self._raw[index])  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entries):
+            return self._raw == other._raw
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Entries({len(self)} entries)"
 
 
 @dataclass
@@ -21,9 +97,13 @@ class CycleReport:
     graph_requests: int = 0
     throttled: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: read, plan, apply
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: Entries = field(default_factory=Entries)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entries, Entries):
+            self.entries = Entries(self.entries)
 
     def add_changes(self, changes: list[Change]) -> None:
         """Turn changes into entries, letting go of each change as it goes (large plans)."""
@@ -34,17 +114,7 @@ class CycleReport:
     @property
     def counts(self) -> dict[str, int]:
         """Applied (or, in a dry run, planned) changes per action, plus skipped/staged/failed."""
-        counts: Counter[str] = Counter()
-        for e in self.entries:
-            if e["status"] == "success":
-                counts[e["action"]] += 1
-            elif e["status"] == "skipped":
-                counts["skip"] += 1
-            elif e["status"] == "staged":
-                counts["staged"] += 1
-            else:
-                counts["failure"] += 1
-        return dict(sorted(counts.items()))
+        return self.entries.counts()
 
     def summary(self) -> dict[str, Any]:
         """The SPEC §4 fields without the entries (what `reports` lists)."""
@@ -75,7 +145,7 @@ class CycleReport:
         return sorted(self.phases.items(), key=lambda kv: (order.get(kv[0], 3), kv[0]))
 
     def document(self) -> dict[str, Any]:
-        return {**self.header(), "entries": self.entries}
+        return {**self.header(), "entries": list(self.entries)}
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> CycleReport:

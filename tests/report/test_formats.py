@@ -62,7 +62,7 @@ def test_json_matches_spec_and_roundtrips_hostile_names(env: Env) -> None:
     assert doc["graph_requests"] == 12 and doc["throttled"] == 2
     assert doc["phases"] == {"read": 1.25, "plan": 0.5, "apply": 0.25}
     # every entry exactly as built, hostile names byte for byte
-    assert doc["entries"] == json.loads(json.dumps(rep.entries))
+    assert doc["entries"] == json.loads(json.dumps(list(rep.entries)))
     assert [e["name"] for e in doc["entries"][: len(HOSTILE)]] == HOSTILE
     first = doc["entries"][0]
     assert first["change_id"] == "c1:1" and first["local_id"] == 100
