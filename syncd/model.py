@@ -158,6 +158,16 @@ class Change:
     status: EntryStatus = "success"
     error: bool = False  # a "skip" that is an error (R5, R9, R10) makes the cycle partial
 
+    def modifications(self) -> dict[str, tuple[object, object]]:
+        """What the change modifies, old -> new.
+
+        A created user's ``modified`` is left empty by the planner: it is every value that
+        is set, from nothing (not kept twice: 40 MB at 100k users).
+        """
+        if self.action == "create" and self.object_type == "user" and not self.modified:
+            return {k: (None, v) for k, v in self.values.items() if v is not None}
+        return self.modified
+
 
 @dataclass
 class Plan:

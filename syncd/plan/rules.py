@@ -177,8 +177,7 @@ class _Planner:
                 Change(
                     "create", "user", user.id, mapped.user_name,
                     reason="in scope and enabled in Entra ID, no matching local user",
-                    modified=_diff({}, _user_values(mapped, "active")),
-                    values=_user_values(mapped, "active"),
+                    values=_user_values(mapped, "active"),  # `modified`: every value (Change.modifications)
                 )
             )
             self.final_active.add(user.id)

@@ -176,5 +176,5 @@ def entry_of(change: Change, change_id: str) -> dict[str, Any]:
         "local_id": change.local_id,
         "status": change.status,
         "reason": change.reason,
-        "modified": {k: {"old": old, "new": new} for k, (old, new) in change.modified.items()},
+        "modified": {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()},
     }
