@@ -209,3 +209,46 @@ def test_wrong_service_principal_id_says_so(sim, read, entra):
     assert "entra.service_principal_id" in str(err) and "Enterprise application" in err.fix
     err = fails(read, entra=dataclasses.replace(entra, service_principal_id="my-app"))
     assert err.kind == "not_found" and "entra.service_principal_id" in str(err)
+
+
+# --------------------------------------------------------------------------- the prefetched page
+
+
+def _asyncio_complaints(caplog) -> list[str]:
+    import gc
+
+    gc.collect()  # "exception was never retrieved" / "destroyed but pending" come at collection
+    return [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+
+
+def test_a_page_failing_while_the_next_is_in_flight_fails_cleanly(sim, read, tenant, caplog):
+    """The next page is requested before this one is processed; when this one is malformed
+    the read fails as malformed, and the request in flight is dropped, not left dangling."""
+    for i in range(30):
+        tenant.add_user(f"x{i}@contoso.onmicrosoft.com")
+    sim.faults.add(Fault(path="users/delta", kind="malformed_item", variant="bad_id", after=1))
+    err = fails(read, tuning=Tuning(backoff_initial_s=0.01, backoff_max_s=0.02, page_size=10))
+    assert err.kind == "malformed"
+    users_pages = [t for _, t, _ in sim.requests if "users/delta" in t]
+    assert 2 <= len(users_pages) <= 3, users_pages  # the bad page, at most one prefetched after it
+    assert _asyncio_complaints(caplog) == []
+
+
+def test_a_consumer_failing_mid_chain_stops_the_prefetch(sim, entra, tenant, caplog):
+    from .conftest import do_read
+
+    for i in range(30):
+        tenant.add_user(f"x{i}@contoso.onmicrosoft.com")
+
+    class Refused(Exception):
+        pass
+
+    def on_page(page):
+        if page.kind == "users":
+            raise Refused("the consumer gave up")
+
+    with pytest.raises(Refused):
+        do_read(entra, on_page=on_page, tuning=Tuning(page_size=10))
+    users_pages = [t for _, t, _ in sim.requests if "users/delta" in t]
+    assert len(users_pages) <= 2, "only the page in flight when the consumer failed"
+    assert _asyncio_complaints(caplog) == []

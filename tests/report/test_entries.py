@@ -1,0 +1,76 @@
+"""A report's entries are held as canonical JSON: what is read back, counted and printed."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.model import Change
+from syncd.report.model import CycleReport, Entries, canonical, entry_of
+from syncd.report.render import json_chunks, render_json
+
+text = st.text(max_size=12)
+entry = st.fixed_dictionaries(
+    {
+        "change_id": text,
+        "action": st.sampled_from(["create", "update", "deactivate", "add_member", "skip"]),
+        "object_type": st.sampled_from(["user", "group", "membership"]),
+        "entra_id": st.none() | text,
+        "name": text,
+        "local_id": st.none() | st.integers(0, 10**6),
+        "status": st.sampled_from(["success", "failure", "skipped", "staged"]),
+        "reason": text,
+        "modified": st.dictionaries(text, st.fixed_dictionaries({"old": st.none() | text, "new": st.none() | text}), max_size=3),
+    }
+)
+
+
+def _counts_the_old_way(entries: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in entries:
+        key = {"success": e["action"], "skipped": "skip", "staged": "staged"}.get(e["status"], "failure")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@given(st.lists(entry, max_size=30))
+def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict]) -> None:
+    held = Entries(entries)
+    assert len(held) == len(entries)
+    assert list(held) == entries and held == entries
+    assert all(held[i] == e for i, e in enumerate(entries))
+    assert held.raw() == [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
+    assert held.counts() == _counts_the_old_way(entries)
+    again = Entries.from_raw(list(held.raw()))
+    assert again == held and again.counts() == held.counts()
+
+
+@given(st.lists(entry, max_size=25), st.integers(1, 4))
+def test_json_in_chunks_is_one_document_whatever_the_chunk_size(entries: list[dict], per_chunk: int) -> None:
+    report = CycleReport(cycle_id="c1", mode="full", dry_run=False, trigger="manual", started_at="2026-01-01T00:00:00+00:00",
+                         entries=entries)  # type: ignore[arg-type]
+    whole = "".join(json_chunks(report, per_chunk=per_chunk))
+    assert whole == render_json(report)
+    doc = json.loads(whole)
+    assert doc["entries"] == entries
+    assert doc["counts"] == _counts_the_old_way(entries)
+
+
+def test_a_created_user_reports_every_value_it_gets_as_modified() -> None:
+    created = Change("create", "user", "e1", "ann@contoso.com",
+                     values={"user_name": "ann@contoso.com", "display_name": "Ann", "email": None, "status": "active"})
+    assert created.modified == {}
+    assert entry_of(created, "c:1")["modified"] == {
+        "user_name": {"old": None, "new": "ann@contoso.com"},
+        "display_name": {"old": None, "new": "Ann"},
+        "status": {"old": None, "new": "active"},
+    }
+    updated = Change("update", "user", "e1", "ann@contoso.com", modified={"display_name": ("Ann", "Anne")},
+                     values={"display_name": "Anne"})
+    assert entry_of(updated, "c:2")["modified"] == {"display_name": {"old": "Ann", "new": "Anne"}}
+
+
+def test_canonical_is_sorted_compact_and_keeps_unicode() -> None:
+    assert canonical({"b": "é\u202e", "a": [1, None, True]}) == '{"a":[1,null,true],"b":"é\u202e"}'
