@@ -30,22 +30,30 @@ _COLUMNS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at", "e
 SUMMARY_KEYS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at", "ended_at", "counts")
 
 
+_HASH_CHUNK = 1000  # entries joined per sha256 update: 140k small updates cost ~0.4 s
+
+
+def _update_chunked(h: hashlib._Hash, entries: list[str], before: str, after: str) -> None:
+    """``h.update(before + e + after)`` for each entry, a thousand at a time (same bytes)."""
+    for i in range(0, len(entries), _HASH_CHUNK):
+        chunk = entries[i : i + _HASH_CHUNK]
+        h.update((before + (after + before).join(chunk) + after).encode())
+
+
 def chain_hash(prev_hash: str, header: str, entries: list[str]) -> str:
+    """sha256 of prev_hash, then header, then each entry, separated by newlines."""
     h = hashlib.sha256()
     h.update(prev_hash.encode())
     h.update(b"\n")
     h.update(header.encode())
-    for e in entries:
-        h.update(b"\n")
-        h.update(e.encode())
+    _update_chunked(h, entries, "\n", "")
     return h.hexdigest()
 
 
 def entries_hash(entries: list[str]) -> str:
+    """sha256 of the entries, each followed by a newline."""
     h = hashlib.sha256()
-    for e in entries:
-        h.update(e.encode())
-        h.update(b"\n")
+    _update_chunked(h, entries, "", "\n")
     return h.hexdigest()
 
 
