@@ -281,7 +281,7 @@ def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, 
             return the_plan, directory
         # half the directory leaving: let the guards judge it on the whole picture
     directory = store.load_directory()
-    entra = store.load_entra_view()
+    entra = store.load_entra_view(within_reach=settings.scope != "all")  # "all": every user is in scope
     return plan(entra, directory, settings), directory
 
 

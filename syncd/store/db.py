@@ -142,10 +142,18 @@ class Store:
         invites = dict(self.conn.execute("SELECT id, email FROM invites WHERE status = 'open'").fetchall())
         return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
 
-    def load_entra_view(self, users: dict[str, EntraUser] | None = None) -> EntraView:
-        """The mirror of Entra; with ``users``, only those users and their memberships."""
+    def load_entra_view(self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False) -> EntraView:
+        """The mirror of Entra; with ``users``, only those users and their memberships.
+
+        ``within_reach``: only the users a plan can touch when scope is the assignments
+        (not ``scope = "all"``): those assigned, those in some group, and those linked to a
+        local user. Every other Entra user is out of scope
+        and unknown locally, so no rule looks at it; a tenant assigning a few groups holds
+        far more of those than users in scope (100k users, 40k in scope: 0.8 -> 0.35 s).
+        """
         if users is None:
-            users = {r[0]: entra_user(r) for r in self.conn.execute(ENTRA_USER_SQL)}
+            sql = ENTRA_USER_SQL + (_WITHIN_REACH if within_reach else "")
+            users = {r[0]: entra_user(r) for r in self.conn.execute(sql)}
             member_rows = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
         else:
             member_rows = in_chunks(
@@ -212,6 +220,10 @@ class Store:
 
 
 ENTRA_USER_SQL = "SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users"
+_WITHIN_REACH = (
+    " WHERE id IN (SELECT principal_id FROM entra_assignments) OR id IN (SELECT member_id FROM entra_members)"
+    " OR id IN (SELECT entra_id FROM users WHERE entra_id IS NOT NULL)"
+)
 LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
 
 
