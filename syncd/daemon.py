@@ -36,6 +36,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import notify
 from .config import Config
@@ -77,7 +78,7 @@ class Daemon:
         self.cycle_started: float | None = None
         self.last_status = "started"
         self.failures = 0
-        self.scheduler = None
+        self.scheduler: Any = None  # a BackgroundScheduler once run() starts
         self._signals: list[int] = []
 
     # ------------------------------------------------------------------ schedule

@@ -31,7 +31,7 @@ def _say(text: str = "", as_json: bool = False) -> None:
 def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
         keep = store_path is not None
-        store = Path(store_path).resolve() if keep else Path(tmp) / "syncd.db"
+        store = Path(store_path).resolve() if store_path is not None else Path(tmp) / "syncd.db"
         if keep and store.exists():
             raise click.UsageError(f"--store {store} already exists: the demo starts from an empty directory")
         home = store.parent if keep else Path(tmp)

@@ -13,12 +13,12 @@ def cycle_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]
         yield None
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     # on stderr: stdout keeps only the result (a script may capture it)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} objects"),
                   TimeElapsedColumn(), transient=True, console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(kind: str, n: int) -> None:
             if kind not in tasks:

@@ -392,8 +392,8 @@ class _Planner:
         for gid, (name, linked_group) in sorted(provisioned.items()):
             if (local := linked_group) is not None:
                 if local.id in refused:
-                    holder = refused[local.id]
-                    self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {holder.id} has that name")
+                    keeper = refused[local.id]
+                    self.skip_error("group", gid, name, f"cannot rename {local.name!r} to {name!r}: local group {keeper.id} has that name")
                 elif local.id in renames:
                     self.rename_group(gid, local, name, "renamed in Entra ID")
                 result[gid] = (name, local)

@@ -254,12 +254,12 @@ def _verify(store: Store) -> Verification:
         ns = [r[0] for r in rows]
         expected_ns = list(range(entry_count))
         if ns != expected_ns:
-            have, want = set(ns), set(expected_ns)
-            if want - have:
-                missing = sorted(want - have)
+            have, wanted = set(ns), set(expected_ns)
+            if wanted - have:
+                missing = sorted(wanted - have)
                 return fail(cycle_id, seq, "entry_missing",
                             f"{len(missing)} of its {entry_count} entries are missing (first: entry {missing[0] + 1})")
-            added = sorted(have - want)
+            added = sorted(have - wanted)
             return fail(cycle_id, seq, "entry_added", f"{len(added)} entries were added (first: entry {added[0] + 1})")
         try:
             header = json.loads(document)

@@ -129,7 +129,7 @@ class Store:
         """The local directory; with ``users``, only those users and their memberships."""
         if users is None:
             users = {r[0]: local_user(r) for r in self.conn.execute(LOCAL_USER_SQL)}
-            member_rows = self.conn.execute("SELECT group_id, user_id FROM memberships")
+            member_rows: Iterable[tuple] = self.conn.execute("SELECT group_id, user_id FROM memberships")
         else:
             member_rows = in_chunks(self, "SELECT group_id, user_id FROM memberships WHERE user_id IN ({})", users)
         groups = {
@@ -154,7 +154,7 @@ class Store:
         if users is None:
             sql = ENTRA_USER_SQL + (_WITHIN_REACH if within_reach else "")
             users = {r[0]: entra_user(r) for r in self.conn.execute(sql)}
-            member_rows = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
+            member_rows: Iterable[tuple] = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
         else:
             member_rows = in_chunks(
                 self, "SELECT group_id, member_id, member_type FROM entra_members WHERE member_id IN ({})", users
@@ -166,7 +166,7 @@ class Store:
         members: dict[str, dict] = {}
         for gid, mid, kind in member_rows:
             members.setdefault(gid, {})[mid] = kind
-        return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())
+        return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())  # type: ignore[arg-type]  # the store only writes User/Group
 
     # ------------------------------------------------------------------ the mirror
 

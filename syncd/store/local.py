@@ -51,7 +51,7 @@ def find_user(store: Store, ref: str) -> dict[str, Any]:
 def find_group(store: Store, ref: str) -> dict[str, Any]:
     """GROUP: a local id, an Entra object id or a name (case-insensitive)."""
     c = store.conn
-    queries = [("SELECT * FROM groups WHERE id = ?", int(ref))] if ref.isdigit() else []
+    queries: list[tuple[str, int | str]] = [("SELECT * FROM groups WHERE id = ?", int(ref))] if ref.isdigit() else []
     queries += [("SELECT * FROM groups WHERE entra_id = ? COLLATE NOCASE", ref), ("SELECT * FROM groups WHERE name = ? COLLATE NOCASE", ref)]
     for sql, arg in queries:
         cur = c.execute(sql, (arg,))
