@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 from ..config import EntraConfig
 from ..errors import SourceError
 from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
-from .tuning import DEFAULT_TUNING, Deadline, Tuning
+from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.auth")
 
@@ -248,17 +248,17 @@ class TokenHttpClient:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _TokenRetry) and exc.retry_after is not None:
+            if isinstance(exc, Retryable) and exc.retry_after is not None:
                 return exc.retry_after
             return self._tuning.backoff(state.attempt_number)
 
         def stop(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
-            refused = isinstance(exc, _TokenRetry) and exc.retry_after is not None and exc.retry_after > self._tuning.token_retry_after_max_s
+            refused = isinstance(exc, Retryable) and exc.retry_after is not None and exc.retry_after > self._tuning.token_retry_after_max_s
             return refused or state.attempt_number >= self._tuning.max_attempts or not self._deadline().allows(state.upcoming_sleep)
 
         retrying = Retrying(
-            retry=retry_if_exception_type(_TokenRetry),
+            retry=retry_if_exception_type(Retryable),
             wait=wait,
             stop=stop,
             reraise=True,
@@ -272,7 +272,7 @@ class TokenHttpClient:
             for attempt in retrying:
                 with attempt:
                     return self._send_once(method, url, attempt.retry_state.attempt_number, **kwargs)
-        except _TokenRetry as exc:
+        except Retryable as exc:
             raise exc.final from None
         raise AssertionError("unreachable")
 
@@ -289,7 +289,7 @@ class TokenHttpClient:
             raise SourceError(f"TLS handshake with {host} failed", kind="tls", fix="check entra.authority_host and any proxy in between") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             reason = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-            raise _TokenRetry(SourceError(
+            raise Retryable(SourceError(
                 f"cannot reach the token endpoint {host}: {reason} after {attempt} attempts",
                 kind="network",
                 fix="check DNS, the network path and any proxy to entra.authority_host",
@@ -298,7 +298,7 @@ class TokenHttpClient:
             return response
         retry_after = self._retry_after(response)
         response.close()
-        raise _TokenRetry(SourceError(
+        raise Retryable(SourceError(
             f"token endpoint {host}{urlparse(url).path} answered {response.status_code} after {attempt} attempts",
             kind="throttled" if response.status_code == 429 else "server",
             fix="Entra ID is throttling or unavailable: the next cycle retries",
@@ -310,15 +310,6 @@ class TokenHttpClient:
             return float(response.headers.get("Retry-After"))
         except (TypeError, ValueError):
             return None
-
-
-class _TokenRetry(Exception):
-    """A retryable token endpoint failure, carrying the error to raise when retries end."""
-
-    def __init__(self, final: SourceError, retry_after: float | None = None) -> None:
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
 
 
 # --------------------------------------------------------------------------- the token source

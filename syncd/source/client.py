@@ -53,7 +53,7 @@ from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
 from .auth import TokenSource, redact
 from .tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
-from .tuning import Deadline, Tuning
+from .tuning import Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.graph")
 
@@ -153,15 +153,6 @@ class PageRequest:
     not_found_fix: str | None = None
 
 
-class _RetryableError(Exception):
-    """A transient failure, carrying the SourceError to raise if retries run out."""
-
-    def __init__(self, final: SourceError, retry_after: float | None = None) -> None:
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
-
-
 class GraphClient:
     """One httpx client + GraphRequestAdapter for one GraphSource."""
 
@@ -231,7 +222,7 @@ class GraphClient:
 
         def wait(retry_state: RetryCallState) -> float:
             exc = retry_state.outcome.exception() if retry_state.outcome else None
-            if isinstance(exc, _RetryableError) and exc.retry_after:
+            if isinstance(exc, Retryable) and exc.retry_after:
                 return exc.retry_after
             return self.tuning.backoff(retry_state.attempt_number)
 
@@ -241,7 +232,7 @@ class GraphClient:
             )
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _RetryableError)),
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable)),
             wait=wait,
             stop=stop,
             reraise=True,
@@ -254,7 +245,7 @@ class GraphClient:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(request, state)
-        except _RetryableError as exc:
+        except Retryable as exc:
             raise exc.final from None
         raise AssertionError("unreachable")
 
@@ -277,7 +268,7 @@ class GraphClient:
         except httpx.TransportError as exc:
             if is_certificate_failure(exc):
                 raise tls_error(self.graph_host, exc) from None
-            raise _RetryableError(self._network_error(exc, request, path)) from None
+            raise Retryable(self._network_error(exc, request, path)) from None
         return body or b""
 
     def _classify(self, exc: APIError, status: int, request: PageRequest, path: str) -> Exception:
@@ -293,7 +284,7 @@ class GraphClient:
                 kind=kind,
                 fix="Graph is throttling or unavailable: the next cycle retries",
             )
-            return _RetryableError(final, retry_after=_retry_after(exc))
+            return Retryable(final, retry_after=_retry_after(exc))
         if status == 401:
             return SourceError(
                 f"{where}: Graph refused a freshly issued token (401{' ' + code if code else ''})",

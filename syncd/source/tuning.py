@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SourceError
+
 
 @dataclass(frozen=True)
 class Tuning:
@@ -35,6 +37,16 @@ class Tuning:
         """Full-jitter exponential backoff for attempt 1, 2, ... (AWS architecture blog)."""
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+
+class Retryable(Exception):
+    """A transient failure (Graph or the token endpoint), carrying the SourceError to raise
+    when retries run out and the Retry-After the server asked for, if any."""
+
+    def __init__(self, final: SourceError, retry_after: float | None = None) -> None:
+        super().__init__(str(final))
+        self.final = final
+        self.retry_after = retry_after
 
 
 def tuning_from_env(value: str | None) -> Tuning:
