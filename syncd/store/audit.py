@@ -78,12 +78,9 @@ def save_report(store: Store, report: CycleReport) -> None:
     store.set_meta("chain_head", digest)
 
 
-def _raw_entries(store: Store, seq: int) -> str:
-    """A cycle's entries as one JSON array (they are stored as canonical JSON already)."""
-    rows = store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))
-    return "[" + ",".join(r[0] for r in rows) + "]"
-
-
+def _stored_entries(store: Store, seq: int) -> list[str]:
+    """A cycle's entries, in order, as stored: canonical JSON each."""
+    return [r[0] for r in store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))]
 
 
 def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
@@ -97,8 +94,7 @@ def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
         if row is None:
             raise SyncdError(f"no cycle {cycle_id!r}: `syncd reports` lists them")
     doc = json.loads(row[1])
-    rows = c.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (row[0],))
-    doc["entries"] = Entries.from_raw([r[0] for r in rows])  # stored canonical: kept as is
+    doc["entries"] = Entries.from_raw(_stored_entries(store, row[0]))  # kept as stored
     return CycleReport.from_document(doc)
 
 
@@ -147,7 +143,7 @@ def export_reports(store: Store, *, since: datetime | None = None, status: str |
         header["chain"] = {"hash": digest, "prev_hash": prev}
         head = json.dumps(header, ensure_ascii=False, separators=(",", ":"))
         # the stored entries are canonical JSON without newlines: spliced in as they are
-        yield head[:-1] + ',"entries":' + _raw_entries(store, seq) + "}\n"
+        yield head[:-1] + ',"entries":[' + ",".join(_stored_entries(store, seq)) + "]}\n"
 
 
 # --------------------------------------------------------------------------- retention
@@ -299,7 +295,7 @@ def _diagnose(header: dict[str, Any], document: str, entries: list[str]) -> tupl
     if canonical(header) != document:
         return "header_changed", "its stored header is not as it was written (not canonical JSON)"
     if recorded is not None and recorded != entries_hash(entries):
-        counts = CycleReport.from_document({**header, "entries": [json.loads(e) for e in entries]}).counts
+        counts = Entries.from_raw(entries).counts()
         hint = "" if counts == header.get("counts") else " (the counts no longer add up)"
         return "entry_changed", f"its entries do not match the digest recorded in its header{hint}"
     if recorded is not None:
