@@ -43,7 +43,7 @@ def users_show(user: str, as_json: bool) -> None:
     store, _ = _open_store()
     with store:
         found = find_user(store, user)
-        row = next(u for u in list_users(store) if u["id"] == found["id"])
+        row = list_users(store, user_id=found["id"])[0]
         row["created_at"], row["updated_at"], row["last_cycle_id"] = found["created_at"], found["updated_at"], found["last_cycle_id"]
     _show(row, as_json)
 
@@ -122,7 +122,7 @@ def groups_show(group: str, as_json: bool) -> None:
     store, _ = _open_store()
     with store:
         found = find_group(store, group)
-        row = next(g for g in list_groups(store) if g["id"] == found["id"])
+        row = list_groups(store, group_id=found["id"])[0]
     _show(row, as_json)
 
 

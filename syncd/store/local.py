@@ -61,17 +61,26 @@ def find_group(store: Store, ref: str) -> dict[str, Any]:
     raise LocalActionRefused(f"no local group {ref!r} (give a local id, an Entra object id or a name)")
 
 
-def list_users(store: Store, status: str | None = None) -> list[dict[str, Any]]:
+def list_users(store: Store, status: str | None = None, *, user_id: int | None = None) -> list[dict[str, Any]]:
+    """The users (with ``status``), or the one with local id ``user_id``, with their groups."""
+    one = "" if user_id is None else " WHERE m.user_id = ?"
     groups: dict[int, list[str]] = {}
     for uid, name in store.conn.execute(
-        "SELECT m.user_id, g.name FROM memberships m JOIN groups g ON g.id = m.group_id ORDER BY g.name"
+        f"SELECT m.user_id, g.name FROM memberships m JOIN groups g ON g.id = m.group_id{one} ORDER BY g.name",
+        () if user_id is None else (user_id,),
     ):
         groups.setdefault(uid, []).append(name)
-    sql = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
-    args: tuple = ()
+    clauses: list[str] = []
+    args: list[object] = []
     if status:
-        sql += " WHERE status = ?"
-        args = (status,)
+        clauses.append("status = ?")
+        args.append(status)
+    if user_id is not None:
+        clauses.append("id = ?")
+        args.append(user_id)
+    sql = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
     return [
         {
             "id": r[0], "entra_id": r[1], "user_name": r[2], "display_name": r[3], "email": r[4],
@@ -81,15 +90,19 @@ def list_users(store: Store, status: str | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def list_groups(store: Store) -> list[dict[str, Any]]:
+def list_groups(store: Store, *, group_id: int | None = None) -> list[dict[str, Any]]:
+    """The groups, or the one with local id ``group_id``, with their members."""
+    one, args = ("", ()) if group_id is None else (" WHERE {} = ?", (group_id,))
     members: dict[int, list[str]] = {}
     for gid, name in store.conn.execute(
-        "SELECT m.group_id, u.user_name FROM memberships m JOIN users u ON u.id = m.user_id ORDER BY u.user_name"
+        "SELECT m.group_id, u.user_name FROM memberships m JOIN users u ON u.id = m.user_id"
+        + one.format("m.group_id") + " ORDER BY u.user_name",
+        args,
     ):
         members.setdefault(gid, []).append(name)
     return [
         {"id": r[0], "entra_id": r[1], "name": r[2], "managed": bool(r[3]), "members": members.get(r[0], [])}
-        for r in store.conn.execute("SELECT id, entra_id, name, managed FROM groups ORDER BY id")
+        for r in store.conn.execute("SELECT id, entra_id, name, managed FROM groups" + one.format("id") + " ORDER BY id", args)
     ]
 
 

@@ -300,3 +300,23 @@ def test_dry_run_changes_nothing_and_exits_as_the_real_cycle_would(env: Env) -> 
     assert env.users() == {}
     reports = json.loads(env.cli("reports", "--json").out)
     assert reports[0]["dry_run"] is True
+
+
+def test_show_gives_the_listed_row_of_one_user_or_group(env: Env) -> None:
+    t = env.tenant
+    ann, bob = t.add_user(f"ann@{D}"), t.add_user(f"bob@{D}")
+    sales, ops = t.add_group("Sales"), t.add_group("Ops")
+    for g in (sales, ops):
+        t.add_member(g, ann)
+        t.assign(g)
+    t.add_member(ops, bob)
+    env.sync()
+    users, groups = env.users(), env.groups()
+    for name in (f"ann@{D}", f"bob@{D}"):
+        shown = json.loads(env.cli("users", "show", name, "--json").out)
+        assert {k: shown[k] for k in users[name]} == users[name]
+        assert shown["last_cycle_id"] and shown["created_at"]
+    assert users[f"ann@{D}"]["groups"] == ["Ops", "Sales"]
+    for name in ("Sales", "Ops"):
+        assert json.loads(env.cli("groups", "show", name, "--json").out) == groups[name]
+    assert groups["Ops"]["members"] == [f"ann@{D}", f"bob@{D}"]
