@@ -148,7 +148,8 @@ class GraphSource:
             token = asyncio.ensure_future(asyncio.to_thread(self.tokens.acquire))
             await asyncio.sleep(0)  # let the thread start before the import holds this one
             try:
-                self.client.counter.reset()
+                client = self.client  # the import and build happen here
+                client.counter.reset()
             finally:
                 await token
             return await work()
