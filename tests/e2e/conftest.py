@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -19,6 +19,15 @@ class Env:
     tenant: Tenant
     sim: Simulator
     tmp: Path
+
+    @classmethod
+    def running(cls, tmp_path: Path, tenant: Tenant | None = None, **sim_kwargs: Any) -> Iterator[Self]:
+        """A configured Env on a simulator serving ``tenant`` (by default an empty one)."""
+        tenant = tenant or Tenant(domain="contoso.onmicrosoft.com")
+        with Simulator(tenant, **sim_kwargs) as sim:
+            env = cls(tenant, sim, tmp_path)
+            env.configure()
+            yield env
 
     @property
     def store_path(self) -> Path:
@@ -56,11 +65,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    tenant = Tenant(domain="contoso.onmicrosoft.com")
-    with Simulator(tenant) as sim:
-        e = Env(tenant, sim, tmp_path)
-        e.configure()
-        yield e
+    yield from Env.running(tmp_path)
 
 
 def entries(report: dict[str, Any], action: str | None = None, object_type: str | None = None) -> list[dict[str, Any]]:

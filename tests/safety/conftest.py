@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from syncd.simulator import Simulator, Tenant
+from syncd.simulator import Tenant
 from tests.conftest import Result, run_syncd
 from tests.e2e.conftest import Env
 
@@ -91,17 +91,10 @@ class SafetyEnv(Env):
         return json.loads(result.out)
 
 
-def make_env(tmp_path: Path, tenant: Tenant, **sim_kwargs: Any) -> Iterator[SafetyEnv]:
-    with Simulator(tenant, **sim_kwargs) as sim:
-        e = SafetyEnv(tenant, sim, tmp_path)
-        e.configure()
-        yield e
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[SafetyEnv]:
     # small pages so that every read spans several pages (faults can hit page 2)
-    yield from make_env(tmp_path, Tenant(domain=D), users_page_size=3, groups_page_size=2, members_per_page=3)
+    yield from SafetyEnv.running(tmp_path, Tenant(domain=D), users_page_size=3, groups_page_size=2, members_per_page=3)
 
 
 def snapshot(store_path: Path) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from syncd.simulator import Simulator, Tenant
 from tests.e2e.conftest import Env as E2EEnv
 
 
@@ -66,11 +65,7 @@ class Env(E2EEnv):
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    tenant = Tenant(domain="contoso.onmicrosoft.com")
-    with Simulator(tenant) as sim:
-        e = Env(tenant, sim, tmp_path)
-        e.configure()
-        yield e
+    yield from Env.running(tmp_path)
 
 
 @dataclass
