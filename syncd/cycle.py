@@ -26,6 +26,7 @@ from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
 from .report.model import CycleReport
+from .source.pages import GraphPage
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
@@ -51,9 +52,10 @@ class CycleOptions:
     cancel: threading.Event | None = None
 
 
-# (config, delta links or None, progress) -> GraphRead; (config, users, groups, progress) -> GraphRead
+# (config, delta links or None, progress, on_page) -> GraphRead; (config, users, groups, progress) -> GraphRead
 Reader = Callable[..., GraphRead]
 Progress = Callable[[str, int], None] | None
+OnPage = Callable[[GraphPage], None]
 
 
 class _DryRun(Exception):
@@ -69,10 +71,10 @@ def new_cycle_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
 
 
-def default_reader(config: Config, delta_links: dict[str, str] | None, progress: Progress = None) -> GraphRead:
+def default_reader(config: Config, delta_links: dict[str, str] | None, progress: Progress = None, on_page: OnPage | None = None) -> GraphRead:
     from .source.graph import read_graph  # msgraph is heavy: only cycles import it
 
-    return read_graph(config.entra, delta_links, timeout_s=config.sync.cycle_timeout_minutes * 60, progress=progress)
+    return read_graph(config.entra, delta_links, timeout_s=config.sync.cycle_timeout_minutes * 60, progress=progress, on_page=on_page)
 
 
 def default_on_demand_reader(config: Config, users: list[str], groups: list[str], progress: Progress = None) -> GraphRead:
@@ -143,7 +145,12 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         if on_demand:
             read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups), progress))
         else:
-            read = _cancellable(options, lambda: reader(config, links or None, progress))
+            # pages are taken as they arrive; a full read's users go straight to the store
+            sink = store.staged_read(full=not links)
+            try:
+                read = sink.finish(_cancellable(options, lambda: reader(config, links or None, progress, sink.add)))
+            finally:
+                sink.abandon()  # a read the daemon gave up on must not touch the store again
     except SourceError as exc:
         report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
         return _failed(store, report, str(exc), t0)

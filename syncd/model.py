@@ -61,12 +61,15 @@ class GraphRead:
     delta_links: dict[str, str] = field(default_factory=dict)
     graph_requests: int = 0
     throttled: int = 0
+    # a full read's users may be streamed into the store instead of ``users``
+    # (store.staging): how many rows wait there to be folded into the mirror
+    users_staged: int = 0
 
     def __repr__(self) -> str:
         # short on purpose: libraries format a finished task's result into messages
         # (anyio's cancel reason), and the full dataclass repr of 100k users takes seconds
         return (
-            f"GraphRead(full={self.full}, users={len(self.users)}, groups={len(self.groups)}, "
+            f"GraphRead(full={self.full}, users={len(self.users)}, users_staged={self.users_staged}, groups={len(self.groups)}, "
             f"assignments={len(self.assignments)}, removed_users={len(self.removed_users)}, "
             f"removed_groups={len(self.removed_groups)})"
         )

@@ -26,6 +26,7 @@ from ..model import (
     LocalUser,
 )
 from .schema import migrate
+from .staging import FOLD_SQL, StagedRead
 
 
 class StoreError(SyncdError):
@@ -170,6 +171,10 @@ class Store:
 
     # ------------------------------------------------------------------ the mirror
 
+    def staged_read(self, *, full: bool) -> StagedRead:
+        """A sink for the read's pages: a full read's users are written to a temp table."""
+        return StagedRead(self.conn, full=full)
+
     def assignments(self) -> dict[str, str]:
         """The mirror's assignments: principal id -> "User" | "Group"."""
         return dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
@@ -189,6 +194,9 @@ class Store:
             ((u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in read.users.values()),
         )
         c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
+        if read.users_staged:
+            c.execute(FOLD_SQL)
+            c.execute("DROP TABLE temp.staged_users")
         c.executemany(
             "INSERT OR REPLACE INTO entra_groups (id, display_name, security_enabled) VALUES (?, ?, ?)",
             ((g.id, g.display_name, int(g.security_enabled)) for g in read.groups.values()),

@@ -124,7 +124,7 @@ def env(tmp_path: Path) -> Env:
 def fake_reader(n_users: int = 3, *, prefix: str = "user"):
     """A Reader for run_cycle: a full read of ``n_users`` assigned users (and one group)."""
 
-    def read(config, links, progress=None) -> GraphRead:
+    def read(config, links, progress=None, on_page=None) -> GraphRead:
         users = {
             f"u-{prefix}-{i}": EntraUser(f"u-{prefix}-{i}", f"{prefix}{i}@contoso.com", f"{prefix.title()} {i}", None, True, "Member")
             for i in range(n_users)

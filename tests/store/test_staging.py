@@ -1,0 +1,109 @@
+"""A full read's users staged in a temp table reach the mirror exactly as if held in Python."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.errors import SourceError
+from syncd.model import EntraUser, GraphRead
+from syncd.source.pages import GraphPage, ReadAccumulator
+from syncd.store.db import Store
+
+IDS = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
+
+# one event: (user index, None = removed | (name, enabled))
+event = st.tuples(st.integers(0, len(IDS) - 1), st.none() | st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()))
+pages = st.lists(st.lists(event, max_size=6), max_size=5)
+
+
+def users_page(events) -> GraphPage:
+    page = GraphPage("users")
+    for i, what in events:
+        if what is None:
+            page.removed_users.append(IDS[i])
+        else:
+            name, enabled = what
+            page.users.append(EntraUser(IDS[i], f"{name}{i}@contoso.com", f"{name} {i}", None, enabled, "Member"))
+    return page
+
+
+def mirror(store: Store) -> list[tuple]:
+    return store.conn.execute("SELECT * FROM entra_users ORDER BY id").fetchall()
+
+
+def fold(store: Store, read: GraphRead) -> list[tuple]:
+    with store.transaction():
+        store.apply_read(read)
+    return mirror(store)
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5))
+def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after):
+    tmp = tmp_path_factory.mktemp("staging")
+    held, staged = Store(str(tmp / "held.db")), Store(str(tmp / "staged.db"))
+    try:
+        # both mirrors start from the same earlier full read: a full read replaces them
+        for store in (held, staged):
+            acc = ReadAccumulator(full=True)
+            acc.add(users_page([e for p in before for e in p]))
+            fold(store, acc.finish())
+
+        acc = ReadAccumulator(full=True)
+        sink = staged.staged_read(full=True)
+        for n, events in enumerate(read_pages):
+            if n == reset_after:  # an expired link: what came before is dropped
+                acc = ReadAccumulator(full=True)
+                sink.add(GraphPage("reset"))
+            acc.add(users_page(events))
+            sink.add(users_page(events))
+        streamed = sink.finish(GraphRead(full=True, assignments={}))
+
+        assert not streamed.users and not streamed.removed_users  # none held in Python
+        start = reset_after if reset_after is not None and reset_after < len(read_pages) else 0
+        assert streamed.users_staged == sum(len(events) for events in read_pages[start:])
+        assert fold(staged, streamed) == fold(held, acc.finish())
+    finally:
+        held.close()
+        staged.close()
+
+
+def test_an_incremental_read_is_held_not_staged(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=False)
+        sink.add(users_page([(1, ("a", True))]))
+        read = sink.finish(GraphRead(full=False, assignments={}))
+        assert set(read.users) == {IDS[1]} and read.users_staged == 0
+
+
+def test_a_reset_turns_an_incremental_read_into_a_staged_full_one(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=False)
+        sink.add(users_page([(1, ("a", True))]))
+        sink.add(GraphPage("reset"))
+        sink.add(users_page([(2, ("b", True))]))
+        read = sink.finish(GraphRead(full=True, assignments={}))
+        assert not read.users and read.users_staged == 1
+        assert [r[0] for r in fold(store, read)] == [IDS[2]]
+
+
+def test_a_non_streaming_reader_keeps_its_users(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        user = EntraUser(IDS[3], "x@contoso.com", "X", None, True)
+        read = sink.finish(GraphRead(full=True, assignments={}, users={user.id: user}))
+        assert read.users == {user.id: user} and read.users_staged == 0
+        assert [r[0] for r in fold(store, read)] == [IDS[3]]
+
+
+def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        sink.add(users_page([(1, ("a", True))]))
+        sink.abandon()
+        with pytest.raises(SourceError):
+            sink.add(users_page([(2, ("b", True))]))
+        staged = store.conn.execute("SELECT id FROM temp.staged_users").fetchall()
+        assert staged == [(IDS[1],)]
