@@ -193,10 +193,9 @@ class Store:
             "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
             ((u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in read.users.values()),
         )
-        c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         if read.users_staged:
-            c.execute(FOLD_SQL)
-            c.execute("DROP TABLE temp.staged_users")
+            c.execute(FOLD_SQL)  # the temp table stays: written only outside transactions (staging.py)
+        c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         c.executemany(
             "INSERT OR REPLACE INTO entra_groups (id, display_name, security_enabled) VALUES (?, ?, ?)",
             ((g.id, g.display_name, int(g.security_enabled)) for g in read.groups.values()),

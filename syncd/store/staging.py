@@ -6,8 +6,9 @@ mirror is where they end up anyway, so ``StagedRead`` writes each users page int
 ``temp.staged_users`` during the read (outside the cycle's transaction: temp tables are
 private to the connection, need no lock on the store and no fsync), and
 ``Store.apply_read`` folds that table into ``entra_users`` inside the transaction with one
-``INSERT … SELECT`` in key order. A read that fails leaves only the temp table, which the
-next read (or closing the connection) drops: nothing reaches the mirror (R14).
+``INSERT … SELECT`` in key order (the removals follow it, from ``read.removed_users``). A
+read that fails leaves only the temp table, which the next read (or closing the
+connection) drops: nothing reaches the mirror (R14).
 
 Everything else (assignments, groups and members, and every page of an incremental read)
 is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulator``.
@@ -23,15 +24,11 @@ from ..source.pages import GraphPage, ReadAccumulator
 
 _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 
-# the last occurrence of a user in the read wins (delta replays), and a removal drops it;
-# rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is filled by
-# appending instead of by inserts at random places in its B-tree
-FOLD_SQL = f"""
-INSERT OR REPLACE INTO main.entra_users ({_COLUMNS})
-SELECT {_COLUMNS} FROM (
-    SELECT *, row_number() OVER (PARTITION BY id ORDER BY seq DESC) AS latest FROM temp.staged_users
-) WHERE latest = 1 AND NOT removed ORDER BY id
-"""
+# the last occurrence of a user in the read wins (delta replays: INSERT OR REPLACE in (id,
+# seq) order); rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is
+# filled by appending instead of by inserts at random places in its B-tree. 100k users:
+# 0.25 s (a row_number() window picking the latest row first: 0.8 s)
+FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
 
 
 class StagedRead:
@@ -50,11 +47,17 @@ class StagedRead:
         # page touches the connection again (the cycle goes on to use it, then closes it)
         self._lock = threading.Lock()
         self._abandoned = False
+        # users a full read removed after (or without) staging them; rare, so kept here
+        self._removed: set[str] = set()
         conn.execute("DROP TABLE IF EXISTS temp.staged_users")
         conn.execute(
             "CREATE TEMP TABLE staged_users (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, upn TEXT, "
-            "display_name TEXT, mail TEXT, enabled INTEGER NOT NULL, user_type TEXT, removed INTEGER NOT NULL)"
+            "display_name TEXT, mail TEXT, enabled INTEGER NOT NULL, user_type TEXT)"
         )
+        # no rollback journal for the temp database (100k rows: 0.5 -> 0.3 s). Safe because
+        # it is only written outside transactions, one autocommit statement at a time; the
+        # cycle's transaction only reads it, so never has temp changes to roll back
+        conn.execute("PRAGMA temp.journal_mode = OFF")
 
     def add(self, page: GraphPage) -> None:
         with self._lock:
@@ -65,6 +68,7 @@ class StagedRead:
                 self._acc = ReadAccumulator(full=True)
                 self._conn.execute("DELETE FROM temp.staged_users")
                 self._staged = 0
+                self._removed = set()
                 return
             if self._full and (page.users or page.removed_users):
                 self._stage(page)
@@ -72,13 +76,15 @@ class StagedRead:
             self._acc.add(page)
 
     def _stage(self, page: GraphPage) -> None:
-        rows = [(u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type, 0) for u in page.users]
-        rows += [(uid, None, None, None, 0, None, 1) for uid in page.removed_users]
+        # a page's removals count after its users, as in ReadAccumulator
+        if self._removed:
+            self._removed.difference_update(u.id for u in page.users)
+        self._removed.update(page.removed_users)
         self._conn.executemany(
-            "INSERT INTO temp.staged_users (id, upn, display_name, mail, enabled, user_type, removed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [(u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in page.users],
         )
-        self._staged += len(rows)
+        self._staged += len(page.users)
 
     def abandon(self) -> None:
         with self._lock:
@@ -99,4 +105,5 @@ class StagedRead:
         read.members_removed.update(got.members_removed)
         read.assignments.update(got.assignments)
         read.users_staged = self._staged
+        read.removed_users |= self._removed
         return read
