@@ -12,6 +12,12 @@ from ..model import Change
 from .db import Store
 
 BATCHED = frozenset({("user", "create"), ("membership", "add_member")})
+REBUILD_INDEXES_AT = 10_000  # rows in one batch of creates
+
+
+def _secondary_indexes(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    """The table's own CREATE INDEX statements (not those of UNIQUE or PRIMARY KEY)."""
+    return conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)).fetchall()
 
 
 class Applier:
@@ -69,15 +75,19 @@ class Applier:
     def _batch_user_create(self, run: list[Change]) -> bool:
         if len({ch.entra_id for ch in run}) != len(run) or any(not ch.entra_id for ch in run):
             return False
-        before = self.c.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]
+        before, existing = self.c.execute("SELECT coalesce(max(id), 0), count(*) FROM users").fetchone()
         rows = [
             (ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"], self.now, self.now, self.cycle_id)
             for ch in run
         ]
+        # a first cycle fills an empty table: building the user_name and email indexes once,
+        # sorted, beats inserting into them at random places (100k users: 1.46 -> 1.02 s)
+        rebuild = _secondary_indexes(self.c, "users") if len(run) >= REBUILD_INDEXES_AT and len(run) > existing else []
         if not self._executemany(
             "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
             " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)",
             rows,
+            rebuild,
         ):
             return False
         ids = dict(self.c.execute("SELECT entra_id, id FROM users WHERE id > ?", (before,)).fetchall())
@@ -100,10 +110,15 @@ class Applier:
             self._apply_one(ch)
         return True
 
-    def _executemany(self, sql: str, rows: list[tuple]) -> bool:
+    def _executemany(self, sql: str, rows: list[tuple], rebuild: list[tuple[str, str]] | tuple[()] = ()) -> bool:
+        """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build after."""
         self.c.execute("SAVEPOINT batch")
         try:
+            for name, _ in rebuild:
+                self.c.execute(f'DROP INDEX "{name}"')
             self.c.executemany(sql, rows)
+            for _, create in rebuild:
+                self.c.execute(create)
         except sqlite3.Error:
             self.c.execute("ROLLBACK TO batch")
             self.c.execute("RELEASE batch")
