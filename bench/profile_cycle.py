@@ -42,8 +42,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--cprofile", metavar="PATH")
+    p.add_argument("--shape", choices=["directory", "groups"], default="directory")
     args = p.parse_args()
-    tenant = build_tenant(args.users, "directory")
+    tenant = build_tenant(args.users, args.shape)
     read = read_of(tenant)
     del tenant
     work = Path(tempfile.mkdtemp())
@@ -61,7 +62,7 @@ def main() -> None:
     if prof:
         prof.disable()
         prof.dump_stats(args.cprofile)
-        pstats.Stats(args.cprofile).sort_stats("cumulative").print_stats(35)
+        pstats.Stats(args.cprofile).sort_stats("tottime").print_stats(30)
     print(f"cycle {time.monotonic() - t:.2f}s status {report.status} phases {report.phases} counts {report.counts}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -8,7 +8,9 @@ tested without a network or a database.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 # --------------------------------------------------------------------------- Entra side
@@ -128,6 +130,8 @@ class Directory:
 
 ADMIN_GROUP = "Administrators"
 
+_NOTHING: Mapping[str, tuple[object, object]] = MappingProxyType({})
+
 # --------------------------------------------------------------------------- changes
 
 Action = Literal[
@@ -153,15 +157,17 @@ class Change:
     name: str
     local_id: int | None = None
     reason: str = ""
-    modified: dict[str, tuple[object, object]] = field(default_factory=dict)
-    values: dict[str, object] = field(default_factory=dict)
+    # read-only once planned; most changes have nothing in one or the other, and share one
+    # empty mapping instead of two new dicts each (800k changes for 1M users: 100 MB)
+    modified: Mapping[str, tuple[object, object]] = field(default_factory=lambda: _NOTHING)
+    values: Mapping[str, object] = field(default_factory=lambda: _NOTHING)
     # membership changes: ("entra", id) or ("local", id)
     group_ref: tuple[str, str | int] | None = None
     user_ref: tuple[str, str | int] | None = None
     status: EntryStatus = "success"
     error: bool = False  # a "skip" that is an error (R5, R9, R10) makes the cycle partial
 
-    def modifications(self) -> dict[str, tuple[object, object]]:
+    def modifications(self) -> Mapping[str, tuple[object, object]]:
         """What the change modifies, old -> new.
 
         A created user's ``modified`` is left empty by the planner: it is every value that

@@ -55,9 +55,9 @@ def r1_scope(entra: EntraView, settings: PlanSettings) -> Scope:
         members = _user_members(entra, gid, transitive)
         group_users[gid] = members
         if settings.scope != "all":
-            name = entra.groups[gid].display_name or gid
+            why = f"member of assigned group {entra.groups[gid].display_name or gid!r}"  # one string per group
             for uid in sorted(members):
-                users.setdefault(uid, f"member of assigned group {name!r}")
+                users.setdefault(uid, why)
     return Scope(users=users, groups=groups, group_users=group_users)
 
 
@@ -434,17 +434,22 @@ class _Planner:
     # ---- memberships: R11
     def memberships(self, scope: Scope, groups: dict[str, tuple[str, LocalGroup | None]]) -> None:
         users_by_id = self.dir.users
+        user_names: dict[str, str] = {}  # a user in many groups is named once
         for gid, (name, local) in sorted(groups.items()):
             wanted = {uid for uid in scope.group_users.get(gid, ()) if uid in self.final_active}
             current: set[int] = set(self.dir.members.get(local.id, ())) if local else set()
+            group_ref = _gref(gid, local)
             for uid in sorted(wanted):
                 lu = self.local_by_entra.get(uid)
                 if lu is not None and lu.id in current:
                     continue
+                user_name = user_names.get(uid)
+                if user_name is None:
+                    user_name = user_names[uid] = self._user_name(uid)
                 self.changes.append(
                     Change(
-                        "add_member", "membership", gid, f"{name} / {self._user_name(uid)}",
-                        reason="member in Entra ID", group_ref=_gref(gid, local), user_ref=_uref(uid, lu),
+                        "add_member", "membership", gid, f"{name} / {user_name}",
+                        reason="member in Entra ID", group_ref=group_ref, user_ref=_uref(uid, lu),
                         values={"user_entra_id": uid},
                     )
                 )
@@ -466,7 +471,7 @@ class _Planner:
                 self.changes.append(
                     Change(
                         "remove_member", "membership", gid, f"{name} / {lu.user_name}", reason=why,
-                        group_ref=_gref(gid, local), user_ref=("local", lid),
+                        group_ref=group_ref, user_ref=("local", lid),
                         values={"user_entra_id": eid},
                     )
                 )

@@ -163,7 +163,7 @@ class Applier:
         )]
         if groups:
             self.c.execute("DELETE FROM memberships WHERE user_id = ?", (ch.local_id,))
-            ch.modified["groups"] = (groups, [])
+            ch.modified = {**ch.modified, "groups": (groups, [])}
         self.c.execute("DELETE FROM staged_deactivations WHERE user_id = ?", (ch.local_id,))
 
     def _stage(self, ch: Change) -> None:

@@ -166,7 +166,10 @@ class Store:
         }
         members: dict[str, dict] = {}
         for gid, mid, kind in member_rows:
-            members.setdefault(gid, {})[mid] = kind
+            user = users.get(mid)
+            # the user's own id string and one string per kind: SQLite hands out a new
+            # string per row (400k memberships at 1M users: ~60 MB of copies)
+            members.setdefault(gid, {})[user.id if user is not None else mid] = _KINDS.get(kind, kind)
         return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())  # type: ignore[arg-type]  # the store only writes User/Group
 
     # ------------------------------------------------------------------ the mirror
@@ -234,8 +237,11 @@ _WITHIN_REACH = (
 LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
 
 
+_KINDS = {k: k for k in ("user", "group", "other", "Member", "Guest")}
+
+
 def entra_user(r: tuple) -> EntraUser:
-    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
+    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), _KINDS.get(r[5], r[5]))
 
 
 def local_user(r: tuple) -> LocalUser:
