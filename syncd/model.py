@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 # --------------------------------------------------------------------------- Entra side
 
 
-@dataclass(frozen=True, slots=True)
-class EntraUser:
-    """A user as Graph returns it (only the properties syncd selects)."""
+class EntraUser(NamedTuple):
+    """A user as Graph returns it (only the properties syncd selects).
+
+    A named tuple, not a frozen dataclass: a full read builds one per user of the tenant,
+    and a tuple is built several times faster; it is also the row the store writes as is.
+    """
 
     id: str
     user_principal_name: str | None
@@ -92,8 +95,9 @@ class EntraView:
 UserStatus = Literal["active", "deactivated"]
 
 
-@dataclass(frozen=True, slots=True)
-class LocalUser:
+class LocalUser(NamedTuple):
+    """A local user (a named tuple: the directory of a large tenant loads 10^5 of them)."""
+
     id: int
     entra_id: str | None
     user_name: str

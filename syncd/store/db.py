@@ -194,7 +194,7 @@ class Store:
                 c.execute(f"DELETE FROM {table}")
         c.executemany(
             "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
-            ((u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in read.users.values()),
+            read.users.values(),  # EntraUser is a named tuple in the column order
         )
         if read.users_staged:
             c.execute(FOLD_SQL)  # the temp table stays: written only outside transactions (staging.py)

@@ -80,10 +80,8 @@ class StagedRead:
         if self._removed:
             self._removed.difference_update(u.id for u in page.users)
         self._removed.update(page.removed_users)
-        self._conn.executemany(
-            f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            [(u.id, u.user_principal_name, u.display_name, u.mail, int(u.account_enabled), u.user_type) for u in page.users],
-        )
+        # an EntraUser is a named tuple in the table's column order: it is the row
+        self._conn.executemany(f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", page.users)
         self._staged += len(page.users)
 
     def abandon(self) -> None:

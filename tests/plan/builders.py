@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from syncd.model import (
     ADMIN_GROUP,
     Change,
@@ -102,7 +100,7 @@ class Tenant:
         return self
 
     def disable(self, uid: str) -> Tenant:
-        self.view.users[uid] = replace(self.view.users[uid], account_enabled=False)
+        self.view.users[uid] = self.view.users[uid]._replace(account_enabled=False)
         return self
 
     def build(self) -> EntraView:

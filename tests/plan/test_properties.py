@@ -62,8 +62,8 @@ def apply(d: Directory, p: Plan) -> Directory:
 
     def write_user(c: Change, lid: int, **extra: object) -> None:
         v = c.values
-        users[lid] = replace(
-            users[lid], user_name=v["user_name"], display_name=v["display_name"], email=v["email"],
+        users[lid] = users[lid]._replace(
+            user_name=v["user_name"], display_name=v["display_name"], email=v["email"],
             status=v["status"], **extra,
         )
 
