@@ -165,9 +165,10 @@ class Change:
     # empty mapping instead of two new dicts each (800k changes for 1M users: 100 MB)
     modified: Mapping[str, tuple[object, object]] = field(default_factory=lambda: _NOTHING)
     values: Mapping[str, object] = field(default_factory=lambda: _NOTHING)
-    # membership changes: ("entra", id) or ("local", id)
+    # membership changes: ("entra", id) or ("local", id), and the member's Entra id if any
     group_ref: tuple[str, str | int] | None = None
     user_ref: tuple[str, str | int] | None = None
+    user_entra_id: str | None = None
     status: EntryStatus = "success"
     error: bool = False  # a "skip" that is an error (R5, R9, R10) makes the cycle partial
 

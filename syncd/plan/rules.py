@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..model import (
     ADMIN_GROUP,
@@ -88,8 +89,7 @@ def guest_upn(upn: str) -> str:
     return f"{alias}@{domain}"
 
 
-@dataclass(frozen=True)
-class MappedUser:
+class MappedUser(NamedTuple):  # one per user in scope: 10^5-10^6 in a full plan
     user_name: str
     display_name: str | None
     email: str
@@ -450,7 +450,7 @@ class _Planner:
                     Change(
                         "add_member", "membership", gid, f"{name} / {user_name}",
                         reason="member in Entra ID", group_ref=group_ref, user_ref=_uref(uid, lu),
-                        values={"user_entra_id": uid},
+                        user_entra_id=uid,
                     )
                 )
             for lid in sorted(current):
@@ -472,7 +472,7 @@ class _Planner:
                     Change(
                         "remove_member", "membership", gid, f"{name} / {lu.user_name}", reason=why,
                         group_ref=group_ref, user_ref=("local", lid),
-                        values={"user_entra_id": eid},
+                        user_entra_id=eid,
                     )
                 )
 
@@ -564,7 +564,7 @@ def restrict(p: Plan, users: set[str], groups: set[str]) -> Plan:
         if (
             c.object_type == "user" and c.entra_id in users
             or c.object_type == "group" and c.entra_id in groups
-            or c.object_type == "membership" and (c.entra_id in groups or c.values.get("user_entra_id") in users)
+            or c.object_type == "membership" and (c.entra_id in groups or c.user_entra_id in users)
             or c.object_type == "invite"
         ):
             kept.append(c)

@@ -17,7 +17,7 @@ MAX_SKIP = 32  # cycles; at 40 minutes a cycle, about a day
 
 def change_key(c: Change) -> str:
     ref = c.entra_id if c.entra_id is not None else f"local:{c.local_id}"
-    member = c.values.get("user_entra_id") if c.object_type == "membership" else None
+    member = c.user_entra_id if c.object_type == "membership" else None
     return f"{c.object_type}:{c.action}:{ref}:{member or ''}"
 
 

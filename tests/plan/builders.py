@@ -192,7 +192,7 @@ def skips(p: Plan) -> list[Change]:
 
 def added(p: Plan) -> set[tuple[str | None, object]]:
     """add_member changes as (group entra id, user entra id)."""
-    return {(c.entra_id, c.values.get("user_entra_id")) for c in changes(p, "add_member")}
+    return {(c.entra_id, c.user_entra_id) for c in changes(p, "add_member")}
 
 
 def removed(p: Plan) -> set[tuple[str | None, object]]:
