@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
 from .lock import cycle_lock
-from .model import Directory, GraphRead, Plan
+from .model import Change, Directory, GraphRead, Plan
 from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
@@ -179,35 +179,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments)
             if not on_demand:
                 _drop_bulk(read)  # in the mirror now; the planner reads it from there
-            t1 = time.monotonic()
             held = False
             if not nothing_new:
-                the_plan, directory = _plan(store, settings, touched, report)
-                if on_demand:
-                    the_plan = restrict(the_plan, set(read.users), set(read.groups))
-                approved = _approved(store) if options.approve_deactivations else None
-                held = apply_guards(the_plan, directory, settings, approved).held
-                del directory
-                if not on_demand:  # on demand, the operator asks for a try now
-                    failures.hold_back(store, the_plan.changes)
-                    waiting = sum(1 for c in the_plan.changes if c.status == "skipped" and "backing off" in c.reason)
-                    if waiting:
-                        report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
-                report.phases["plan"] = round(time.monotonic() - t1, 3)
-                t2 = time.monotonic()
-                if not options.dry_run:
-                    if not on_demand:
-                        # R15: what stays staged is what this plan stages; a staged user back
-                        # in scope (or deactivated meanwhile) no longer waits for approval
-                        store.conn.execute("DELETE FROM staged_deactivations")
-                    Applier(store, report.cycle_id, now_iso()).apply(the_plan.changes)
-                    failures.record(store, the_plan.changes, now_iso())
-                    if not on_demand:
-                        failures.forget_missing(store, the_plan.changes)
-                report.phases["apply"] = round(time.monotonic() - t2, 3)
-                report.add_changes(the_plan.changes)
-                report.errors.extend(the_plan.errors)
-                del the_plan  # the report's entries hold what is kept (peak RSS at 100k users)
+                held = _settle(store, settings, touched, report, options, on_demand, read)
             else:
                 report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
             report.status = _status(report, held)
@@ -237,6 +211,132 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             prune_reports(store, config.retention_days)
     log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
     return report
+
+
+def _settle(
+    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
+    options: CycleOptions, on_demand: bool, read: GraphRead,
+) -> bool:
+    """Plan, guard, apply and report (the plan's entries join ``report``). True when held."""
+    approved = _approved(store) if options.approve_deactivations else None
+    if touched is None and not on_demand:
+        within_reach = settings.scope != "all"
+        if store.plan_universe_size(within_reach=within_reach) > SLICE_USERS:
+            return _settle_in_slices(store, settings, store.plan_universe(within_reach=within_reach), report, options, approved)
+    t1 = time.monotonic()
+    the_plan, directory = _plan(store, settings, touched, report)
+    if on_demand:
+        the_plan = restrict(the_plan, set(read.users), set(read.groups))
+    held = apply_guards(the_plan, directory, settings, approved).held
+    del directory
+    report.phases["plan"] = round(time.monotonic() - t1, 3)
+    if not options.dry_run and not on_demand:
+        # R15: what stays staged is what this plan stages; a staged user back in scope
+        # (or deactivated meanwhile) no longer waits for approval
+        store.conn.execute("DELETE FROM staged_deactivations")
+    forgetting = failures.Forgetting(store) if not options.dry_run and not on_demand else None
+    if forgetting is not None:
+        forgetting.wanted_by(the_plan.changes)
+    _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand)
+    report.errors.extend(the_plan.errors)
+    if forgetting is not None:
+        forgetting.forget()
+    return held
+
+
+def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, apply: bool, back_off: bool) -> None:
+    """Hold back what is backing off, apply, count failures, and turn the changes into entries."""
+    t = time.monotonic()
+    if back_off:  # on demand, the operator asks for a try now
+        failures.hold_back(store, changes)
+        waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
+        if waiting:
+            report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
+    if apply:
+        Applier(store, report.cycle_id, now_iso()).apply(changes)
+        failures.record(store, changes, now_iso())
+    report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
+    report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
+
+
+# A full plan over more users than this goes in slices (memory: 1M users in one plan held
+# ~800 MB). Tests lower it to exercise slicing on small tenants.
+SLICE_USERS = 100_000
+
+
+def _settle_in_slices(
+    store: Store, settings: PlanSettings, universe: list[str], report: CycleReport, options: CycleOptions,
+    approved: set[str] | None,
+) -> bool:
+    """A full plan over a large tenant, ``SLICE_USERS`` Entra users at a time.
+
+    Each slice is planned like a scoped plan over its users (``scoped.scoped_views``: they,
+    the local users holding the names they map to, unmanaged users, Administrators'
+    members), keeps the changes that are its own (``restrict``; the first slice also keeps
+    every group change) and is applied before the next slice is planned, so the next one
+    sees its groups, names and adoptions. Slices go in Entra id order, the order in which
+    the whole plan settles name clashes. Users and memberships applied are not planned
+    again: the planner has nothing to do for a user already as Entra says.
+
+    What the guards judge (deactivations, Administrators' memberships) waits until every
+    slice is planned, then is judged once against the directory as it was before the
+    cycle (R12, R15). A dry run applies the slices too, inside the transaction it rolls
+    back: a later slice must see what an earlier one would do.
+    """
+    active = scoped.active_managed_users(store)
+    guard_directory = store.load_directory(store.administrators())
+    guard_directory.active_managed = active
+    admin = guard_directory.admin_group()
+    admin_ref = ("local", admin.id) if admin is not None else None
+    store.conn.execute("DELETE FROM staged_deactivations")  # R15, as in _settle
+    forgetting = failures.Forgetting(store)
+    judged_later: list[Change] = []
+    judged_keys: set[str] = set()
+    in_scope = slices = 0
+    for start in range(0, len(universe), SLICE_USERS):
+        t1 = time.monotonic()
+        own = set(universe[start : start + SLICE_USERS])
+        entra, directory = scoped.scoped_views(store, (own, set()), settings)
+        slice_plan = plan(entra, directory, settings, own_users=own)
+        del entra, directory
+        in_scope += slice_plan.in_scope_users
+        now = []
+        for c in slice_plan.changes:
+            if not _own(c, own, first=start == 0):
+                continue
+            if c.error:
+                report.errors.append(c.reason)
+            if c.action == "deactivate" or (c.object_type == "membership" and c.group_ref == admin_ref):
+                key = failures.change_key(c)  # the first slice may have planned it for context
+                if key not in judged_keys:
+                    judged_keys.add(key)
+                    judged_later.append(c)
+            else:
+                now.append(c)
+        report.phases["plan"] = round(report.phases.get("plan", 0) + time.monotonic() - t1, 3)
+        forgetting.wanted_by(now)
+        del slice_plan
+        _carry_out(store, now, report, apply=True, back_off=True)
+        slices += 1
+    last = Plan(changes=judged_later, in_scope_users=in_scope)
+    held = apply_guards(last, guard_directory, settings, approved).held
+    forgetting.wanted_by(last.changes)
+    _carry_out(store, last.changes, report, apply=True, back_off=True)
+    forgetting.forget()
+    report.errors.extend(last.errors)
+    report.notes.append(f"planned in {slices} slices of up to {SLICE_USERS:,} users (a large tenant: memory)")
+    return held
+
+
+def _own(c: Change, users: set[str], *, first: bool) -> bool:
+    """Whether a slice's change is its own to apply: its users' changes and memberships;
+    the first slice also takes every group, invite and other membership change (a later
+    slice finds those done, or plans them again only for context)."""
+    if c.object_type == "user":
+        return c.entra_id in users
+    if c.object_type == "membership":
+        return first or c.user_entra_id in users
+    return first
 
 
 def _drop_bulk(read: GraphRead) -> None:
@@ -279,6 +379,7 @@ def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, 
         entra, directory = scoped.scoped_views(store, touched, settings)
         the_plan = plan(entra, directory, settings)
         active = scoped.active_managed_users(store)
+        directory.active_managed = active  # the guards judge the whole directory's numbers
         leaving = sum(1 for c in the_plan.changes if c.action == "deactivate")
         if not leaving * 2 >= active > 0:
             # the guards see the whole directory's numbers, not the slice's

@@ -124,6 +124,14 @@ class Directory:
     members: dict[int, set[int]]  # group id -> user ids
     enabled: bool = False
     invites: dict[int, str] = field(default_factory=dict)  # open invites: id -> email
+    # when ``users`` holds only part of the directory (scoped or sliced plans): how many
+    # active managed users the whole directory has, for the guards (R15)
+    active_managed: int | None = None
+
+    def count_active_managed(self) -> int:
+        if self.active_managed is not None:
+            return self.active_managed
+        return sum(1 for u in self.users.values() if u.managed and u.status == "active")
 
     def admin_group(self) -> LocalGroup | None:
         for g in self.groups.values():

@@ -92,7 +92,7 @@ def r15_stage_deactivations(
     if not pending:
         return  # every one of them was approved: nothing to stage, nothing held
     threshold = settings.deactivation_threshold
-    active_managed = sum(1 for u in directory.users.values() if u.managed and u.status == "active")
+    active_managed = directory.count_active_managed()
     if not threshold:
         return  # R15: 0 turns accidental-deletion prevention off, the suspicious-read guard too
     suspicious = (

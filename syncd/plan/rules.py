@@ -540,8 +540,12 @@ def _rank(c: Change) -> int:
     return _ORDER.get((c.object_type, c.action), 9)
 
 
-def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan:
-    """The whole plan, in the order the store applies it."""
+def plan(entra: EntraView, directory: Directory, settings: PlanSettings, *, own_users: set[str] | None = None) -> Plan:
+    """The whole plan, in the order the store applies it.
+
+    ``own_users``: the plan is one slice of a larger one (cycle.py); only these Entra users
+    count as in scope for the guards, the others are in the view for context.
+    """
     planner = _Planner(entra, directory, settings)
     scope = r1_scope(entra, settings)
     planner.users(scope)
@@ -549,7 +553,7 @@ def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan
     planner.memberships(scope, groups)
     planner.r13_revoke_invites()
     changes = sorted(planner.changes, key=_rank)
-    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled)
+    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled and (own_users is None or uid in own_users))
     return Plan(changes=changes, errors=planner.errors, in_scope_users=in_scope)
 
 

@@ -144,7 +144,8 @@ class Store:
         return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
 
     def load_entra_view(self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False) -> EntraView:
-        """The mirror of Entra; with ``users``, only those users and their memberships.
+        """The mirror of Entra; with ``users``, only those users and their memberships (and
+        the groups' nesting).
 
         ``within_reach``: only the users a plan can touch when scope is the assignments
         (not ``scope = "all"``): those assigned, those in some group, and those linked to a
@@ -160,6 +161,10 @@ class Store:
             member_rows = in_chunks(
                 self, "SELECT group_id, member_id, member_type FROM entra_members WHERE member_id IN ({})", users
             )
+            # and every nesting of groups, which transitive membership follows (few rows)
+            member_rows += self.conn.execute(
+                "SELECT group_id, member_id, member_type FROM entra_members WHERE member_type = 'group'"
+            ).fetchall()
         groups = {
             r[0]: EntraGroup(r[0], r[1], bool(r[2]))
             for r in self.conn.execute("SELECT id, display_name, security_enabled FROM entra_groups")
@@ -171,6 +176,20 @@ class Store:
             # string per row (400k memberships at 1M users: ~60 MB of copies)
             members.setdefault(gid, {})[user.id if user is not None else mid] = _KINDS.get(kind, kind)
         return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())  # type: ignore[arg-type]  # the store only writes User/Group
+
+    def plan_universe(self, *, within_reach: bool) -> list[str]:
+        """Every Entra id a full plan may act on, sorted: users of the mirror (those within
+        reach, see ``load_entra_view``) and the Entra ids local users are linked to."""
+        return [r[0] for r in self.conn.execute(_UNIVERSE_SQL.format(_WITHIN_REACH if within_reach else ""))]
+
+    def plan_universe_size(self, *, within_reach: bool) -> int:
+        sql = _UNIVERSE_SQL.format(_WITHIN_REACH if within_reach else "")
+        return int(self.conn.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0])
+
+    def administrators(self) -> dict[int, LocalUser]:
+        """The members of Administrators (the guards' R12 looks at them)."""
+        sql = LOCAL_USER_SQL + " WHERE id IN (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id WHERE g.name = ?)"
+        return {r[0]: local_user(r) for r in self.conn.execute(sql, (ADMIN_GROUP,))}
 
     # ------------------------------------------------------------------ the mirror
 
@@ -235,6 +254,7 @@ _WITHIN_REACH = (
     " OR id IN (SELECT entra_id FROM users WHERE entra_id IS NOT NULL)"
 )
 LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
+_UNIVERSE_SQL = "SELECT id FROM entra_users{} UNION SELECT entra_id FROM users WHERE entra_id IS NOT NULL ORDER BY 1"
 
 
 _KINDS = {k: k for k in ("user", "group", "other", "Member", "Guest")}

@@ -80,10 +80,20 @@ def record(store: Store, changes: list[Change], now: str) -> None:
             )
 
 
-def forget_missing(store: Store, changes: list[Change]) -> None:
-    """A failed change the plan no longer wants (Entra moved on) stops waiting."""
-    waiting = _waiting_keys(store)
-    if not waiting:
-        return
-    wanted = {change_key(c) for c in changes if c.action != "skip"}
-    store.conn.executemany("DELETE FROM failures WHERE key = ?", ((key,) for key in waiting - wanted))
+class Forgetting:
+    """A failed change the plan no longer wants (Entra moved on) stops waiting.
+
+    Built before the plan is applied; ``wanted_by`` takes the plan's changes (or each
+    slice's, cycle.py) and keeps only the keys of failures waiting, not one per change."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.waiting = _waiting_keys(store)
+        self.wanted: set[str] = set()
+
+    def wanted_by(self, changes: list[Change]) -> None:
+        if self.waiting:
+            self.wanted.update(k for k in (change_key(c) for c in changes if c.action != "skip") if k in self.waiting)
+
+    def forget(self) -> None:
+        self.store.conn.executemany("DELETE FROM failures WHERE key = ?", ((key,) for key in self.waiting - self.wanted))
