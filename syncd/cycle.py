@@ -219,10 +219,11 @@ def _settle(
 ) -> bool:
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held."""
     approved = _approved(store) if options.approve_deactivations else None
-    if touched is None and not on_demand:
-        within_reach = settings.scope != "all"
-        if store.plan_universe_size(within_reach=within_reach) > SLICE_USERS:
-            return _settle_in_slices(store, settings, store.plan_universe(within_reach=within_reach), report, options, approved)
+    if touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
+        universe = store.plan_universe(within_reach=settings.scope != "all")
+        if len(universe) > SLICE_USERS:
+            return _settle_in_slices(store, settings, universe, report, options, approved)
+        del universe
     t1 = time.monotonic()
     the_plan, directory = _plan(store, settings, touched, report)
     if on_demand:

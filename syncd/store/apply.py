@@ -80,9 +80,10 @@ class Applier:
             (ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"], self.now, self.now, self.cycle_id)
             for ch in run
         ]
-        # a first cycle fills an empty table: building the user_name and email indexes once,
-        # sorted, beats inserting into them at random places (100k users: 1.46 -> 1.02 s)
-        rebuild = _secondary_indexes(self.c, "users") if len(run) >= REBUILD_INDEXES_AT and len(run) > existing else []
+        # a first cycle (or a slice of one, cycle.py) fills a table that holds few users yet:
+        # building the user_name and email indexes once, sorted, beats inserting into them
+        # at random places (100k users into an empty table: 1.50 -> 0.93 s)
+        rebuild = _secondary_indexes(self.c, "users") if len(run) >= REBUILD_INDEXES_AT and len(run) * 2 >= existing else []
         if not self._executemany(
             "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
             " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)",
