@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,11 @@ def _count_key(entry: dict[str, Any]) -> str:
     return {"skipped": "skip", "staged": "staged"}.get(status, "failure")
 
 
+# entries held as text before they go to a temporary file: a full cycle over 1M users makes
+# 800k entries, ~250 MB as text, which would be the largest thing the process holds
+SPILL_AT = 100_000
+
+
 class Entries:
     """A report's entries, held as their canonical JSON: the text the audit chain stores.
 
@@ -36,13 +42,18 @@ class Entries:
     they took about 1 KB each, and storing the report made a canonical copy of each on top;
     as canonical text they take a third of that and are stored as they are. Reading an entry
     decodes it (keys then come sorted, as they do from a stored report).
+
+    Past ``SPILL_AT`` entries, those held go to a private temporary SQLite file (deleted
+    when this object goes); ``iter_raw`` reads them back in order.
     """
 
-    __slots__ = ("_raw", "_counts")
+    __slots__ = ("_raw", "_counts", "_disk", "_spilled")
 
     def __init__(self, entries: Iterable[dict[str, Any]] = ()) -> None:
         self._raw: list[str] = []
         self._counts: Counter[str] = Counter()
+        self._disk: sqlite3.Connection | None = None
+        self._spilled = 0
         for entry in entries:
             self.append(entry)
 
@@ -57,26 +68,50 @@ class Entries:
     def append(self, entry: dict[str, Any]) -> None:
         self._raw.append(canonical(entry))
         self._counts[_count_key(entry)] += 1
+        if len(self._raw) >= SPILL_AT:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._disk is None:
+            # "" is a private temporary database on disk; nothing in it needs a journal
+            self._disk = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+            self._disk.execute("PRAGMA journal_mode = OFF")
+            self._disk.execute("CREATE TABLE entries (entry TEXT NOT NULL)")  # rowid: the order
+        self._disk.executemany("INSERT INTO entries (entry) VALUES (?)", ((e,) for e in self._raw))
+        self._spilled += len(self._raw)
+        self._raw = []
+
+    def iter_raw(self) -> Iterator[str]:
+        """The canonical JSON of each entry, in order, without holding them all."""
+        if self._disk is not None:
+            for (entry,) in self._disk.execute("SELECT entry FROM entries ORDER BY rowid"):
+                yield entry
+        yield from self._raw
 
     def raw(self) -> list[str]:
-        """The canonical JSON of each entry, in order."""
-        return self._raw
+        """The canonical JSON of each entry, in order, as one list."""
+        return self._raw if self._disk is None else list(self.iter_raw())
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(self._counts.items()))
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return self._spilled + len(self._raw)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return map(orjson.loads, self._raw)
+        return map(orjson.loads, self.iter_raw())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return orjson.loads(self._raw[index])  # type: ignore[no-any-return]
+        if index < 0:
+            index += len(self)
+        if index < self._spilled and self._disk is not None and index >= 0:
+            (entry,) = self._disk.execute("SELECT entry FROM entries WHERE rowid = ?", (index + 1,)).fetchone()
+            return orjson.loads(entry)  # type: ignore[no-any-return]
+        return orjson.loads(self._raw[index - self._spilled])  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Entries):
-            return self._raw == other._raw
+            return len(self) == len(other) and all(a == b for a, b in zip(self.iter_raw(), other.iter_raw(), strict=True))
         if isinstance(other, list):
             return list(self) == other
         return NotImplemented

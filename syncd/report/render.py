@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from itertools import islice
 
 from .model import CycleReport
 
@@ -32,13 +33,15 @@ def render_json(report: CycleReport) -> str:
 def json_chunks(report: CycleReport, per_chunk: int = 2000) -> Iterator[str]:
     """``render_json`` in pieces, for writing a 100k-entry report without holding it twice."""
     head = json.dumps(report.header(), ensure_ascii=False, indent=2)
-    raw = report.entries.raw()
-    if not raw:
+    if not len(report.entries):
         yield head[:-2] + ',\n  "entries": []\n}'
         return
     yield head[:-2] + ',\n  "entries": [\n    '
-    for i in range(0, len(raw), per_chunk):
-        yield (",\n    " if i else "") + ",\n    ".join(raw[i : i + per_chunk])
+    raw = report.entries.iter_raw()
+    sep = ""
+    while chunk := list(islice(raw, per_chunk)):
+        yield sep + ",\n    ".join(chunk)
+        sep = ",\n    "
     yield "\n  ]\n}"
 
 

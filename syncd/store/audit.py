@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from ..errors import SyncdError
@@ -33,14 +34,14 @@ SUMMARY_KEYS = ("cycle_id", "status", "mode", "dry_run", "trigger", "started_at"
 _HASH_CHUNK = 1000  # entries joined per sha256 update: 140k small updates cost ~0.4 s
 
 
-def _update_chunked(h: hashlib._Hash, entries: list[str], before: str, after: str) -> None:
+def _update_chunked(h: hashlib._Hash, entries: Iterable[str], before: str, after: str) -> None:
     """``h.update(before + e + after)`` for each entry, a thousand at a time (same bytes)."""
-    for i in range(0, len(entries), _HASH_CHUNK):
-        chunk = entries[i : i + _HASH_CHUNK]
+    it = iter(entries)
+    while chunk := list(islice(it, _HASH_CHUNK)):
         h.update((before + (after + before).join(chunk) + after).encode())
 
 
-def chain_hash(prev_hash: str, header: str, entries: list[str]) -> str:
+def chain_hash(prev_hash: str, header: str, entries: Iterable[str]) -> str:
     """sha256 of prev_hash, then header, then each entry, separated by newlines."""
     h = hashlib.sha256()
     h.update(prev_hash.encode())
@@ -50,7 +51,7 @@ def chain_hash(prev_hash: str, header: str, entries: list[str]) -> str:
     return h.hexdigest()
 
 
-def entries_hash(entries: list[str]) -> str:
+def entries_hash(entries: Iterable[str]) -> str:
     """sha256 of the entries, each followed by a newline."""
     h = hashlib.sha256()
     _update_chunked(h, entries, "", "\n")
@@ -62,9 +63,9 @@ def save_report(store: Store, report: CycleReport) -> None:
     c = store.conn
     row = c.execute("SELECT hash FROM cycles ORDER BY seq DESC LIMIT 1").fetchone()
     prev = row[0] if row else store.get_meta("chain_anchor", GENESIS) or GENESIS
-    entries = report.entries.raw()  # canonical JSON already
-    header = canonical({**report.header(), "entries_sha256": entries_hash(entries)})
-    digest = chain_hash(prev, header, entries)
+    entries = report.entries  # canonical JSON already; read three times, never held twice
+    header = canonical({**report.header(), "entries_sha256": entries_hash(entries.iter_raw())})
+    digest = chain_hash(prev, header, entries.iter_raw())
     cur = c.execute(
         "INSERT INTO cycles (cycle_id, status, mode, dry_run, trigger, started_at, ended_at, document, entry_count, hash, prev_hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -74,7 +75,7 @@ def save_report(store: Store, report: CycleReport) -> None:
         ),
     )
     seq = cur.lastrowid
-    c.executemany("INSERT INTO entries (cycle_seq, n, entry) VALUES (?, ?, ?)", ((seq, n, e) for n, e in enumerate(entries)))
+    c.executemany("INSERT INTO entries (cycle_seq, n, entry) VALUES (?, ?, ?)", ((seq, n, e) for n, e in enumerate(entries.iter_raw())))
     store.set_meta("chain_head", digest)
 
 

@@ -248,3 +248,17 @@ def test_any_saves_and_prunes_keep_the_chain_whole(tmp_path_factory, ages: list[
         assert store.get_meta("chain_head") is not None
         assert (store.get_meta("chain_anchor") is None) == (store.get_meta("chain_anchor_cycle") is None)
         assert verify_chain(store).anchor in {GENESIS, store.get_meta("chain_anchor")}
+
+
+def test_a_report_whose_entries_went_to_a_temporary_file_stores_and_verifies_the_same(env: Env, monkeypatch):
+    from syncd.report import model as report_model
+    from syncd.store.audit import load_report
+
+    monkeypatch.setattr(report_model, "SPILL_AT", 4)  # most of the cycle's entries spill
+    report = run_cycle(env.config(), CycleOptions(), reader=fake_reader(9))
+    assert len(report.entries) > 8 and report.entries._spilled  # the path under test ran
+    monkeypatch.setattr(report_model, "SPILL_AT", 10**6)
+    with Store(env.store_path) as store:
+        stored = load_report(store, report.cycle_id)
+    assert list(stored.entries) == list(report.entries) and stored.counts == report.counts
+    assert verify(env)["ok"] is True

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.model import Change
+from syncd.report import model as report_model
 from syncd.report.model import CycleReport, Entries, canonical, entry_of
 from syncd.report.render import json_chunks, render_json
 
@@ -35,22 +36,32 @@ def _counts_the_old_way(entries: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-@given(st.lists(entry, max_size=30))
-def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict]) -> None:
-    held = Entries(entries)
+@given(st.lists(entry, max_size=30), st.sampled_from([3, 7, 100_000]))
+def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict], spill_at: int) -> None:
+    old, report_model.SPILL_AT = report_model.SPILL_AT, spill_at  # 3 and 7: most go to the temporary file
+    try:
+        held = Entries(entries)
+    finally:
+        report_model.SPILL_AT = old
     assert len(held) == len(entries)
     assert list(held) == entries and held == entries
     assert all(held[i] == e for i, e in enumerate(entries))
+    assert all(held[-i] == entries[-i] for i in range(1, len(entries) + 1))
     assert held.raw() == [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
+    assert list(held.iter_raw()) == held.raw()
     assert held.counts() == _counts_the_old_way(entries)
     again = Entries.from_raw(list(held.raw()))
     assert again == held and again.counts() == held.counts()
 
 
-@given(st.lists(entry, max_size=25), st.integers(1, 4))
-def test_json_in_chunks_is_one_document_whatever_the_chunk_size(entries: list[dict], per_chunk: int) -> None:
-    report = CycleReport(cycle_id="c1", mode="full", dry_run=False, trigger="manual", started_at="2026-01-01T00:00:00+00:00",
-                         entries=entries)  # type: ignore[arg-type]
+@given(st.lists(entry, max_size=25), st.integers(1, 4), st.sampled_from([2, 100_000]))
+def test_json_in_chunks_is_one_document_whatever_the_chunk_size(entries: list[dict], per_chunk: int, spill_at: int) -> None:
+    old, report_model.SPILL_AT = report_model.SPILL_AT, spill_at
+    try:
+        report = CycleReport(cycle_id="c1", mode="full", dry_run=False, trigger="manual", started_at="2026-01-01T00:00:00+00:00",
+                             entries=entries)  # type: ignore[arg-type]
+    finally:
+        report_model.SPILL_AT = old
     whole = "".join(json_chunks(report, per_chunk=per_chunk))
     assert whole == render_json(report)
     doc = json.loads(whole)
