@@ -53,3 +53,25 @@ def test_a_refused_batch_fails_alone_and_keeps_the_indexes(store):
     assert indexes(store) == before
     assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id LIKE 'e%'").fetchone() == (5,)
     assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_group_creates_go_in_one_batch_and_a_refused_one_fails_alone(store):
+    def group(n: int) -> Change:
+        return Change("create", "group", f"g{n}", f"Group {n}", values={"name": f"Group {n}"})
+
+    with store.transaction():
+        Applier(store, "c1", "now").apply([group(1)])
+    changes = [group(n) for n in range(4)]  # g1 exists: the batch is refused
+    with store.transaction():
+        applier = Applier(store, "c2", "now")
+        applier.apply(changes)
+    assert [c.status for c in changes] == ["success", "failure", "success", "success"]
+    rows = dict(store.conn.execute("SELECT entra_id, id FROM groups WHERE entra_id IS NOT NULL").fetchall())
+    assert all(c.local_id == rows[c.entra_id] for c in changes if c.status == "success")
+    assert {k: applier.group_ids[k] for k in ("g0", "g2", "g3")} == {k: rows[k] for k in ("g0", "g2", "g3")}
+    many = [group(n) for n in range(10, 16)]  # accepted whole: ids as the table gave them
+    with store.transaction():
+        Applier(store, "c3", "now").apply(many)
+    rows = dict(store.conn.execute("SELECT entra_id, id FROM groups WHERE entra_id IS NOT NULL").fetchall())
+    assert [c.local_id for c in many] == [rows[c.entra_id] for c in many] and len(set(rows.values())) == len(rows)
+    assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
