@@ -74,7 +74,7 @@ def main() -> None:
     for owner, name in [(Store, "apply_read"), (Store, "load_directory"), (Store, "load_entra_view"),
                         (cycle, "plan"), (cycle, "apply_guards"), (cycle.Applier, "apply"),
                         (cycle.CycleReport, "add_changes"), (cycle, "save_report"), (cycle.failures, "hold_back"),
-                        (cycle.failures, "record")]:
+                        (cycle.failures, "record"), (cycle.scoped, "scoped_views"), (Store, "plan_universe")]:
         timed(owner, name)
     tenant = build_tenant(args.users, args.shape)
     work = Path(tempfile.mkdtemp())

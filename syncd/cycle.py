@@ -273,7 +273,7 @@ def _settle_in_slices(
 
     Each slice is planned like a scoped plan over its users (``scoped.scoped_views``: they,
     the local users holding the names they map to, unmanaged users, Administrators'
-    members), keeps the changes that are its own (``restrict``; the first slice also keeps
+    members), keeps the changes that are its own (``_own``; the first slice also keeps
     every group change) and is applied before the next slice is planned, so the next one
     sees its groups, names and adoptions. Slices go in Entra id order, the order in which
     the whole plan settles name clashes. Users and memberships applied are not planned
