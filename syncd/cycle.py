@@ -238,26 +238,32 @@ def _settle(
     forgetting = failures.Forgetting(store) if not options.dry_run and not on_demand else None
     if forgetting is not None:
         forgetting.wanted_by(the_plan.changes)
-    _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand)
+    _backing_off(report, _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand))
     report.errors.extend(the_plan.errors)
     if forgetting is not None:
         forgetting.forget()
     return held
 
 
-def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, apply: bool, back_off: bool) -> None:
-    """Hold back what is backing off, apply, count failures, and turn the changes into entries."""
+def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, apply: bool, back_off: bool) -> int:
+    """Hold back what is backing off, apply, count failures, and turn the changes into
+    entries. Returns how many changes are backing off."""
     t = time.monotonic()
+    waiting = 0
     if back_off:  # on demand, the operator asks for a try now
         failures.hold_back(store, changes)
         waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
-        if waiting:
-            report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
     if apply:
         Applier(store, report.cycle_id, now_iso()).apply(changes)
         failures.record(store, changes, now_iso())
     report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
     report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
+    return waiting
+
+
+def _backing_off(report: CycleReport, waiting: int) -> None:
+    if waiting:
+        report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
 
 
 # A full plan over more users than this goes in slices (memory: 1M users in one plan held
@@ -293,7 +299,7 @@ def _settle_in_slices(
     forgetting = failures.Forgetting(store)
     judged_later: list[Change] = []
     judged_keys: set[str] = set()
-    in_scope = slices = 0
+    in_scope = slices = waiting = 0
     for start in range(0, len(universe), SLICE_USERS):
         t1 = time.monotonic()
         own = set(universe[start : start + SLICE_USERS])
@@ -317,12 +323,13 @@ def _settle_in_slices(
         report.phases["plan"] = round(report.phases.get("plan", 0) + time.monotonic() - t1, 3)
         forgetting.wanted_by(now)
         del slice_plan
-        _carry_out(store, now, report, apply=True, back_off=True)
+        waiting += _carry_out(store, now, report, apply=True, back_off=True)
         slices += 1
     last = Plan(changes=judged_later, in_scope_users=in_scope)
     held = apply_guards(last, guard_directory, settings, approved).held
     forgetting.wanted_by(last.changes)
-    _carry_out(store, last.changes, report, apply=True, back_off=True)
+    waiting += _carry_out(store, last.changes, report, apply=True, back_off=True)
+    _backing_off(report, waiting)
     forgetting.forget()
     report.errors.extend(last.errors)
     report.notes.append(f"planned in {slices} slices of up to {SLICE_USERS:,} users (a large tenant: memory)")
