@@ -89,3 +89,30 @@ def test_a_dry_run_in_slices_previews_the_real_run(tmp_path, dry_run):
         assert entries(preview) == entries(real) and preview.counts["create"] > 5
         users = snapshot(s.store)["users"]
         assert (len(users) > 5) is (not dry_run)  # a dry run leaves nothing behind
+
+
+def test_slices_keep_the_last_administrator_as_the_whole_plan_does(tmp_path):
+    # R12 and R15 judge what every slice planned, together: the admins sit in different slices
+    t = generate_tenant(40, 2, 5, assign="groups", seed=3)
+    admins = t.add_group("Split_Administrators")
+    first, last = sorted(t.users)[0], sorted(t.users)[-1]  # the first and the last slice
+    for uid in (first, last):
+        t.add_member(admins, uid)
+    t.assign(admins)
+    with Simulator(t) as sim:
+        stores = []
+        for name in ("whole", "sliced"):
+            s = Syncd(sim, tmp_path / name, threshold=1)
+            stores.append(s)
+        for s, size in zip(stores, (10**9, 4), strict=True):
+            assert full_cycle(s, size).status == "succeeded"
+        t.remove_member(admins, first)
+        t.remove_member(admins, last)
+        t.disable_user(last)
+        want = full_cycle(stores[0], 10**9)
+        got = full_cycle(stores[1], 4)
+        assert any("slices" in note for note in got.notes)
+        assert want.status == got.status == "held"
+        assert any("R12" in e for e in want.errors) and sorted(got.errors) == sorted(want.errors)
+        assert entries(got) == entries(want)
+        assert snapshot(stores[0].store) == snapshot(stores[1].store)
