@@ -132,7 +132,7 @@ class Store:
             users = {r[0]: local_user(r) for r in self.conn.execute(LOCAL_USER_SQL)}
             member_rows: Iterable[tuple] = self.conn.execute("SELECT group_id, user_id FROM memberships")
         else:
-            member_rows = in_chunks(self, "SELECT group_id, user_id FROM memberships WHERE user_id IN ({})", users)
+            member_rows = select_in(self, "SELECT group_id, user_id FROM memberships WHERE user_id IN ({})", users)
         groups = {
             r[0]: LocalGroup(r[0], r[1], r[2], bool(r[3]))
             for r in self.conn.execute("SELECT id, entra_id, name, managed FROM groups")
@@ -158,7 +158,7 @@ class Store:
             users = {r[0]: entra_user(r) for r in self.conn.execute(sql)}
             member_rows: Iterable[tuple] = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
         else:
-            member_rows = in_chunks(
+            member_rows = select_in(
                 self, "SELECT group_id, member_id, member_type FROM entra_members WHERE member_id IN ({})", users
             )
             # and every nesting of groups, which transitive membership follows (few rows)
@@ -271,26 +271,18 @@ def local_user(r: tuple) -> LocalUser:
     return LocalUser(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
 
 
-_CHUNK = 400  # two IN lists of 400 stay under SQLite's old limit of 999 parameters
-
-
-def in_chunks(store: Store, sql: str, ids: Iterable[object]) -> list[tuple]:
+def select_in(store: Store, sql: str, ids: Iterable[object]) -> list[tuple]:
     """``sql`` with ``{}`` standing for an IN list (once or more), run over ``ids``.
 
-    A few ids go as parameters; many go as one JSON array that ``json_each`` turns back into
-    a list: one query instead of one per 400 ids, each of which may scan a table (a slice
-    of 100k users: 250 scans of entra_members before, one now).
+    The ids go as one JSON array that ``json_each`` turns back into a list: one query
+    whatever their number (SQLite caps parameters at 999, and a query per 400 ids may scan
+    a table each time: a slice of 100k users made 250 scans of entra_members).
     """
-    rows: list[tuple] = []
-    uses = sql.count("{}")
     ids = list(ids)
-    if len(ids) > _CHUNK:
-        packed = json.dumps(ids)
-        return store.conn.execute(sql.format(*["SELECT value FROM json_each(?)"] * uses), [packed] * uses).fetchall()
-    if ids:
-        marks = ",".join("?" * len(ids))
-        rows += store.conn.execute(sql.format(*[marks] * uses), ids * uses).fetchall()
-    return rows
+    if not ids:
+        return []
+    uses = sql.count("{}")
+    return store.conn.execute(sql.format(*["SELECT value FROM json_each(?)"] * uses), [json.dumps(ids)] * uses).fetchall()
 
 
 def utcnow() -> str:

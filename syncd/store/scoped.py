@@ -21,7 +21,7 @@ from ..model import (
 )
 from ..plan.rules import r5_map_attributes
 from ..plan.settings import PlanSettings
-from .db import ENTRA_USER_SQL, LOCAL_USER_SQL, Store, entra_user, in_chunks, local_user
+from .db import ENTRA_USER_SQL, LOCAL_USER_SQL, Store, entra_user, local_user, select_in
 
 Touched = tuple[set[str], set[str]]  # Entra users, Entra groups
 
@@ -53,7 +53,7 @@ def touched_before(
     # every member of a group entering or leaving scope (or deleted) is touched: the mirror is
     # tenant-wide, so it already holds them, and a group new in this read brings its members
     # in members_added
-    users |= {r[0] for r in in_chunks(store, "SELECT member_id FROM entra_members WHERE group_id IN ({})", whole_groups)}
+    users |= {r[0] for r in select_in(store, "SELECT member_id FROM entra_members WHERE group_id IN ({})", whole_groups)}
     return users, groups
 
 
@@ -70,21 +70,21 @@ def scoped_views(store: Store, touched: Touched, settings: PlanSettings) -> tupl
             (ADMIN_GROUP,),
         )
     }
-    entra_users = {r[0]: entra_user(r) for r in in_chunks(store, ENTRA_USER_SQL + " WHERE id IN ({})", users)}
+    entra_users = {r[0]: entra_user(r) for r in select_in(store, ENTRA_USER_SQL + " WHERE id IN ({})", users)}
     # R6 and name clashes: local users who hold a name one of these users maps to
     names: set[str] = set()
     for u in entra_users.values():
         mapped = r5_map_attributes(u, settings)
         if not isinstance(mapped, str):
             names |= {mapped.user_name.casefold(), mapped.email.casefold()}
-    local_rows = in_chunks(store, LOCAL_USER_SQL + " WHERE entra_id IN ({})", users)
+    local_rows = select_in(store, LOCAL_USER_SQL + " WHERE entra_id IN ({})", users)
     local_rows += c.execute(LOCAL_USER_SQL + " WHERE entra_id IS NULL").fetchall()
     # NOCASE (ASCII only, as lower() was) lets SQLite look the names up in their indexes
-    local_rows += in_chunks(store, LOCAL_USER_SQL + " WHERE user_name COLLATE NOCASE IN ({}) OR email COLLATE NOCASE IN ({})", names)
+    local_rows += select_in(store, LOCAL_USER_SQL + " WHERE user_name COLLATE NOCASE IN ({}) OR email COLLATE NOCASE IN ({})", names)
     local_users = {r[0]: local_user(r) for r in local_rows}
     # their Entra side too, so the planner sees every linked user it is given whole
     extra = {u.entra_id for u in local_users.values() if u.entra_id and u.entra_id not in entra_users}
-    for r in in_chunks(store, ENTRA_USER_SQL + " WHERE id IN ({})", extra):
+    for r in select_in(store, ENTRA_USER_SQL + " WHERE id IN ({})", extra):
         entra_users[r[0]] = entra_user(r)
     return store.load_entra_view(entra_users), store.load_directory(local_users)
 
