@@ -299,8 +299,9 @@ def _settle_in_slices(
     forgetting = failures.Forgetting(store)
     judged_later: list[Change] = []
     judged_keys: set[str] = set()
-    in_scope = slices = waiting = 0
-    for start in range(0, len(universe), SLICE_USERS):
+    in_scope = waiting = 0
+    starts = range(0, len(universe), SLICE_USERS)
+    for start in starts:
         t1 = time.monotonic()
         own = set(universe[start : start + SLICE_USERS])
         entra, directory = scoped.scoped_views(store, (own, set()), settings)
@@ -324,7 +325,6 @@ def _settle_in_slices(
         forgetting.wanted_by(now)
         del slice_plan
         waiting += _carry_out(store, now, report, apply=True, back_off=True)
-        slices += 1
     last = Plan(changes=judged_later, in_scope_users=in_scope)
     held = apply_guards(last, guard_directory, settings, approved).held
     forgetting.wanted_by(last.changes)
@@ -332,7 +332,7 @@ def _settle_in_slices(
     _backing_off(report, waiting)
     forgetting.forget()
     report.errors.extend(last.errors)
-    report.notes.append(f"planned in {slices} slices of up to {SLICE_USERS:,} users (a large tenant: memory)")
+    report.notes.append(f"planned in {len(starts)} slices of up to {SLICE_USERS:,} users (a large tenant: memory)")
     return held
 
 

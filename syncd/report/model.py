@@ -104,7 +104,8 @@ class Entries:
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index < 0:
             index += len(self)
-        if index < self._spilled and self._disk is not None and index >= 0:
+        if 0 <= index < self._spilled:
+            assert self._disk is not None  # entries were spilled to it
             (entry,) = self._disk.execute("SELECT entry FROM entries WHERE rowid = ?", (index + 1,)).fetchone()
             return orjson.loads(entry)  # type: ignore[no-any-return]
         return orjson.loads(self._raw[index - self._spilled])  # type: ignore[no-any-return]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,7 +175,7 @@ class Store:
             user = users.get(mid)
             # the user's own id string and one string per kind: SQLite hands out a new
             # string per row (400k memberships at 1M users: ~60 MB of copies)
-            members.setdefault(gid, {})[user.id if user is not None else mid] = _KINDS.get(kind, kind)
+            members.setdefault(gid, {})[user.id if user is not None else mid] = sys.intern(kind)
         return EntraView(users=users, groups=groups, members=members, assignments=self.assignments())  # type: ignore[arg-type]  # the store only writes User/Group
 
     def plan_universe(self, *, within_reach: bool) -> list[str]:
@@ -260,11 +261,8 @@ LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, m
 _UNIVERSE_SQL = "SELECT id FROM entra_users{} UNION SELECT entra_id FROM users WHERE entra_id IS NOT NULL ORDER BY 1"
 
 
-_KINDS = {k: k for k in ("user", "group", "other", "Member", "Guest")}
-
-
 def entra_user(r: tuple) -> EntraUser:
-    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), _KINDS.get(r[5], r[5]))
+    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), sys.intern(r[5]) if r[5] else r[5])  # "Member" once, not per row
 
 
 def local_user(r: tuple) -> LocalUser:

@@ -16,6 +16,7 @@ is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulat
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 from ..errors import SourceError
@@ -38,7 +39,7 @@ class StagedRead:
     stored link expired) turns it into one and drops what came before.
     """
 
-    def __init__(self, conn, *, full: bool) -> None:  # conn: sqlite3.Connection
+    def __init__(self, conn: sqlite3.Connection, *, full: bool) -> None:
         self._conn = conn
         self._full = full
         self._acc = ReadAccumulator(full=full)
