@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,16 @@ class RequestCounter:
         self.throttled = 0
 
 
+# set in a prefetch's task (GraphClient.prefetch): set once its request is on the wire
+_ON_WIRE: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("syncd_on_wire", default=None)
+
+
+async def _trace(event: str, info: dict[str, Any]) -> None:
+    # httpx's "trace" request extension: httpcore reports each step of the exchange
+    if event.endswith(".send_request_body.complete") and (on_wire := _ON_WIRE.get()) is not None:
+        on_wire.set()
+
+
 class CountingTransport(httpx.AsyncBaseTransport):
     """Innermost transport: sees every request the middleware puts on the wire."""
 
@@ -81,6 +92,8 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._counter.graph_requests += 1
+        if _ON_WIRE.get() is not None:
+            request.extensions["trace"] = _trace
         response = await self._inner.handle_async_request(request)
         if response.status_code in THROTTLE_STATUS:
             self._counter.throttled += 1
@@ -128,6 +141,8 @@ class MsalTokenProvider(AccessTokenProvider):
             return ""  # no token for any other host or plain http
         claims = additional_authentication_context.get("claims")
         challenge = base64.b64decode(claims + "==").decode() if claims else None
+        if challenge is None and (token := self._tokens.current()):
+            return token
         if self._lock is None:
             self._lock = asyncio.Lock()
         # one thread hop at a time: concurrent chains share one token fetch via msal's cache
@@ -248,6 +263,27 @@ class GraphClient:
         except Retryable as exc:
             raise exc.final from None
         raise AssertionError("unreachable")
+
+    async def prefetch(self, request: PageRequest) -> asyncio.Task[bytes]:
+        """``get_page(request)`` as a task, returned once its request is on the wire.
+
+        A task alone only starts when its creator next waits: a chain that parses a page
+        before it waits would send the next request only then, and its round trip would
+        add to the parsing instead of overlapping it.
+        """
+        on_wire = asyncio.Event()
+        context = contextvars.copy_context()
+        context.run(_ON_WIRE.set, on_wire)
+        task = asyncio.get_running_loop().create_task(self.get_page(request), context=context)
+        sent = asyncio.ensure_future(on_wire.wait())
+        try:
+            await asyncio.wait((task, sent), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            sent.cancel()
+        return task
 
     async def _attempt(self, request: PageRequest, state: dict[str, bool]) -> bytes:
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError

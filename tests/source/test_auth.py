@@ -172,6 +172,27 @@ def test_401_that_persists_is_an_auth_error_after_one_refresh(sim, read):
     assert sim.token_request_count() == 2  # the first token, then exactly one refresh
 
 
+@pytest.mark.parametrize(("expires_in", "reused_for"), [(3600, 1800), (500, 200), (250, 0), (None, 0), ("x", 0)])
+def test_tokens_are_reused_for_half_their_life_never_into_the_last_five_minutes(expires_in, reused_for):
+    from syncd.source.auth import _reuse_for
+
+    assert _reuse_for(expires_in) == reused_for
+
+
+@pytest.mark.parametrize(("lifetime", "reused"), [(3600, True), (250, False)])
+def test_current_token_only_while_far_from_expiry(tenant, lifetime, reused):
+    from syncd.source.auth import TokenSource
+
+    with Simulator(tenant, token_lifetime=lifetime) as sim:
+        tokens = TokenSource(entra_for(sim))
+        assert tokens.current() is None  # nothing fetched yet
+        token = tokens.acquire()
+        assert tokens.current() == (token if reused else None)
+        tokens.refresh(token)  # Graph refused it: never handed out again
+        assert tokens.current() != token
+        tokens.close()
+
+
 def test_token_is_only_sent_to_the_graph_host(entra):
     from syncd.source.auth import TokenSource
     from syncd.source.client import MsalTokenProvider

@@ -4,6 +4,7 @@ concurrency and request counts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 
@@ -247,6 +248,60 @@ def test_chains_run_concurrently(sim, entra):
 
     elapsed = asyncio.run(run())
     assert elapsed < 2 * delay, f"three slow chains took {elapsed:.2f}s: they did not overlap"
+
+
+def test_next_page_is_on_the_wire_before_this_one_is_processed():
+    """While a users page is processed (here: the event loop blocked in ``on_page``), Graph
+    already has the request for the next one: no round trip waits for the parsing."""
+    t = Tenant(domain=DOMAIN, seed=5)
+    with t.bulk_load():
+        for i in range(25):
+            t.assign(t.add_user(f"u{i}@{DOMAIN}"))
+    pages = math.ceil(25 / 10)
+    with Simulator(t) as sim:
+
+        def users_requests() -> int:
+            return sum(1 for _, target, _ in list(sim.requests) if "/users/delta" in target)
+
+        answered: list[int] = []
+
+        def on_page(page: GraphPage) -> None:
+            if page.kind != "users":
+                return
+            if len(answered) + 1 < pages:  # a next page exists: its request must be out already
+                deadline = time.monotonic() + 10
+                while users_requests() <= len(answered) + 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)  # blocks the loop: only a request already sent gets answered
+            answered.append(users_requests())
+
+        do_read(entra_for(sim), tuning=dataclasses.replace(FAST, page_size=10), on_page=on_page)
+    assert answered == [2, 3, 3]
+
+
+def test_one_token_lookup_per_read_not_per_page(sim, entra, monkeypatch):
+    t = sim.tenant
+    for i in range(30):
+        t.assign(t.add_user(f"p{i}@{DOMAIN}"))
+    asked = 0
+
+    async def run() -> int:
+        nonlocal asked
+        async with GraphSource(entra, tuning=dataclasses.replace(FAST, page_size=5)) as source:
+            acquire = source.tokens.acquire
+
+            def counting(claims_challenge: str | None = None) -> str:
+                nonlocal asked
+                asked += 1
+                return acquire(claims_challenge)
+
+            monkeypatch.setattr(source.tokens, "acquire", counting)
+            first = await source.read(None)
+            second = await source.read(first.delta_links)
+            return first.graph_requests + second.graph_requests
+
+    requests = asyncio.run(run())
+    assert requests > 10
+    assert asked == 2  # once per read, before its chains start; never per page
 
 
 @pytest.mark.parametrize("assigned", [10, 2500])
