@@ -15,3 +15,13 @@ def test_import_syncd_source_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_the_graph_client_does_not_import_httpx_command_line_tool():
+    # httpx imports its CLI (rich, ~65 ms) when it can: nothing in a cycle runs it
+    code = (
+        "import sys, syncd.source.client, httpx\n"
+        "print(sorted(m for m in ('httpx._main', 'rich', 'rich.console') if sys.modules.get(m)), callable(httpx.main))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[] True"
