@@ -56,9 +56,13 @@ class StagedRead:
             "display_name TEXT, mail TEXT, enabled INTEGER NOT NULL, user_type TEXT)"
         )
         # no rollback journal for the temp database (100k rows: 0.5 -> 0.3 s). Safe because
-        # it is only written outside transactions, one autocommit statement at a time; the
-        # cycle's transaction only reads it, so never has temp changes to roll back
+        # nothing is ever rolled back there: a read that fails is dropped whole, and the
+        # cycle's transaction only reads the table
         conn.execute("PRAGMA temp.journal_mode = OFF")
+        # the pages go in within one transaction of their own, which touches only the temp
+        # database (no lock on the store): committing each page wrote the temp file's pages
+        # out every time (100k users: 0.3 -> 0.18 s; in memory instead, 1M users: +280 MB)
+        self._open = False
 
     def add(self, page: GraphPage) -> None:
         with self._lock:
@@ -81,6 +85,9 @@ class StagedRead:
         if self._removed:
             self._removed.difference_update(u.id for u in page.users)
         self._removed.update(page.removed_users)
+        if not self._open:
+            self._conn.execute("BEGIN")
+            self._open = True
         # an EntraUser is a named tuple in the table's column order: it is the row
         self._conn.executemany(f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", page.users)
         self._staged += len(page.users)
@@ -88,6 +95,13 @@ class StagedRead:
     def abandon(self) -> None:
         with self._lock:
             self._abandoned = True
+            self._commit()
+
+    def _commit(self) -> None:
+        # the staging transaction ends before the cycle's own begins
+        if self._open:
+            self._conn.execute("COMMIT")
+            self._open = False
 
     def finish(self, read: GraphRead) -> GraphRead:
         """The whole read: what the source returned, plus what its pages brought here.
@@ -95,6 +109,8 @@ class StagedRead:
         A reader that does not stream (tests, benches) returns everything in ``read``; the
         two are merged either way.
         """
+        with self._lock:
+            self._commit()
         got = self._acc.finish()
         read.users.update(got.users)
         read.removed_users |= got.removed_users

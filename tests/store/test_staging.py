@@ -107,3 +107,19 @@ def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
             sink.add(users_page([(2, ("b", True))]))
         staged = store.conn.execute("SELECT id FROM temp.staged_users").fetchall()
         assert staged == [(IDS[1],)]
+
+
+def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
+    path = str(tmp_path / "s.db")
+    with Store(path) as store, Store(path) as other:
+        sink = store.staged_read(full=True)
+        sink.add(users_page([(1, ("a", True))]))
+        assert store.conn.in_transaction  # the pages' own transaction, on the temp database
+        other.conn.execute("PRAGMA busy_timeout = 0")  # a lock held on the store fails at once
+        with other.transaction():
+            other.set_meta("written", "during the read")
+        sink.add(users_page([(2, ("b", True))]))
+        read = sink.finish(GraphRead(full=True, assignments={}))
+        assert not store.conn.in_transaction  # the cycle's transaction can begin
+        assert [r[0] for r in fold(store, read)] == [IDS[1], IDS[2]]
+        assert store.get_meta("written") == "during the read"
