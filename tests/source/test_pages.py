@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncd.errors import SourceError
-from syncd.source.pages import ReadAccumulator, groups_page, parse_page, users_page
+from syncd.source.pages import (
+    RawPage,
+    ReadAccumulator,
+    _id,
+    groups_page,
+    parse_page,
+    user_from_item,
+    users_page,
+)
 
 G = "11111111-1111-4111-8111-111111111111"
 U1 = "22222222-2222-4222-8222-222222222222"
@@ -40,6 +50,32 @@ def test_uppercase_ids_are_normalised():
 def test_account_enabled_absent_is_not_enabled():
     raw = parse_page(page([{"id": U1}]), "/u")
     assert users_page(raw, "/u").users[0].account_enabled is False
+
+
+json_value = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+user_item = st.fixed_dictionaries(
+    {"id": st.sampled_from([U1, U2, U1.upper(), "not-a-guid", 7, None])},
+    optional={
+        "userPrincipalName": json_value, "displayName": json_value, "mail": json_value,
+        "accountEnabled": json_value, "userType": json_value, "@removed": st.just({"reason": "changed"}),
+    },
+)
+
+
+@given(st.lists(user_item, max_size=6))
+def test_users_page_takes_each_item_as_user_from_item_does(items):
+    """users_page inlines user_from_item and _id (its hot loop): same users, same errors."""
+    try:
+        expected = [(("removed", _id(i, "/u")) if "@removed" in i else ("user", user_from_item(i, "/u"))) for i in items]
+    except SourceError as exc:
+        with pytest.raises(SourceError) as err:
+            users_page(RawPage(items, None, None), "/u")
+        assert str(err.value) == str(exc)
+        return
+    page = users_page(RawPage(items, None, None), "/u")
+    assert page.users == [u for kind, u in expected if kind == "user"]
+    assert page.removed_users == [u for kind, u in expected if kind == "removed"]
+    assert all(type(u) is type(user_from_item({"id": U1}, "/u")) for u in page.users)
 
 
 def groups(items, acc):
