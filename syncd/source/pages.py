@@ -143,7 +143,7 @@ def users_page(raw: RawPage, where: str) -> GraphPage:
     for item in raw.items:
         uid = item.get("id")
         if not (isinstance(uid, str) and guid(uid)):
-            _id(item, where)  # raises, saying what the id was
+            uid = _id(item, where)  # raises, saying what the id was
         if "@removed" in item:
             removed.append(uid.lower())
             continue
