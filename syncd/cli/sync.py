@@ -22,12 +22,16 @@ from .app import _config_option, _load_config, cli
 @click.option("--json", "as_json", is_flag=True, help="print the cycle's report as JSON")
 def sync(dry_run: bool, full: bool, users: tuple[str, ...], groups: tuple[str, ...], approve_deactivations: bool, wait: float, as_json: bool) -> None:
     """Run one cycle now."""
-    from ..cycle import EXIT_BY_STATUS, CycleOptions, run_cycle
-    from ..report.render import render_text_summary
-
     cfg = _load_config()
     if (users or groups) and (full or approve_deactivations):
         raise click.UsageError("--user/--group provision on demand: they cannot be combined with --full or --approve-deactivations")
+    from ..source.auth import shared_token_source
+
+    # the token's round trips to Entra overlap the imports and the store's opening below
+    shared_token_source(cfg.entra).prefetch()
+    from ..cycle import EXIT_BY_STATUS, CycleOptions, run_cycle
+    from ..report.render import render_text_summary
+
     options = CycleOptions(
         dry_run=dry_run, full=full, users=users, groups=groups,
         approve_deactivations=approve_deactivations, wait=wait, trigger="manual",

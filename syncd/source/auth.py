@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -346,6 +347,7 @@ class TokenSource:
         # the last token msal gave, and until when (monotonic) it is handed out without asking
         # msal again: in memory only, like msal's own cache
         self._current: tuple[str, float] | None = None
+        self._pending: Future[str] | None = None  # prefetch()'s token
 
     @property
     def requests_sent(self) -> int:
@@ -381,8 +383,31 @@ class TokenSource:
         except ValueError as exc:
             raise discovery_error(exc, self.entra, self._secrets) from None
 
+    def prefetch(self) -> None:
+        """Fetch a token in a thread now (msal's import, its discovery and the token request
+        overlap the caller's start-up); the next ``acquire`` waits for it, error included."""
+        with self._lock:
+            if self._pending is not None or self.current() is not None:
+                return
+            pending: Future[str] = Future()
+            self._pending = pending
+
+        def fetch() -> None:
+            try:
+                pending.set_result(self._acquire(None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the next acquire()
+                pending.set_exception(exc)
+
+        threading.Thread(target=fetch, name="syncd-token", daemon=True).start()
+
     def acquire(self, claims_challenge: str | None = None) -> str:
         """A valid access token, from msal's cache when it has one."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # a refused credential fails here, once, as it failed there
+        return self._acquire(claims_challenge)
+
+    def _acquire(self, claims_challenge: str | None) -> str:
         with self._lock:
             if self._app is None:
                 self._app = self._build_app()
@@ -418,8 +443,27 @@ class TokenSource:
                 cached = self._app.acquire_token_for_client([self.scope])
                 if cached.get("access_token") == rejected_token:
                     self._app.remove_tokens_for_client()
-        return self.acquire()
+        return self._acquire(None)
 
     def close(self) -> None:
         if self._http:
             self._http.close()
+
+
+_shared: tuple[tuple[EntraConfig, Tuning], TokenSource] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_token_source(entra: EntraConfig, tuning: Tuning = DEFAULT_TUNING) -> TokenSource:
+    """The process's TokenSource for this configuration.
+
+    One msal application for every cycle of a process: the daemon asks for the OIDC
+    discovery and a token once an hour or so, not at every cycle, and the CLI can start
+    fetching before it has imported the rest (``prefetch``). A changed configuration (a
+    reloaded config, a rotated secret) gets a new one.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != (entra, tuning):
+            _shared = ((entra, tuning), TokenSource(entra, tuning))
+        return _shared[1]

@@ -54,7 +54,7 @@ from urllib.parse import unquote, urlparse
 from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
 from ..model import EntraGroup, GraphRead
-from .auth import TokenSource
+from .auth import TokenSource, shared_token_source
 from .pages import (
     GraphPage,
     RawPage,
@@ -107,7 +107,8 @@ class GraphSource:
     ``progress(kind, n)``: called as pages arrive, ``n`` = objects on that page (kinds
     "users", "groups", "assignments"). ``timeout_s``: the cycle budget (R17) for each read;
     past it, ``SourceError(kind="timeout")``. ``tuning``: retry/timeout knobs (tests use
-    tiny delays).
+    tiny delays). ``tokens``: a TokenSource to use (and leave open), e.g. the process's
+    shared one; without it the source fetches its own.
     """
 
     def __init__(
@@ -117,13 +118,16 @@ class GraphSource:
         progress: Progress | None = None,
         timeout_s: float | None = None,
         tuning: Tuning = DEFAULT_TUNING,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.entra = entra
         self.timeout_s = timeout_s
         self.tuning = tuning
         self._progress = progress
         self._deadline = Deadline.unbounded()
-        self.tokens = TokenSource(entra, tuning)
+        # a private one unless given (a connection check must fetch its own token)
+        self._own_tokens = tokens is None
+        self.tokens = TokenSource(entra, tuning) if tokens is None else tokens
         self._client: GraphClient | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -181,7 +185,8 @@ class GraphSource:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-        await asyncio.to_thread(self.tokens.close)
+        if self._own_tokens:
+            await asyncio.to_thread(self.tokens.close)
 
     async def __aenter__(self) -> GraphSource:
         return self
@@ -589,7 +594,8 @@ def read_graph(
     """
 
     async def run() -> GraphRead:
-        async with GraphSource(entra, progress=progress, timeout_s=timeout_s, tuning=tuning) as source:
+        tokens = shared_token_source(entra, tuning)
+        async with GraphSource(entra, progress=progress, timeout_s=timeout_s, tuning=tuning, tokens=tokens) as source:
             return await source.read(delta_links, on_page=on_page)
 
     return asyncio.run(run())
@@ -606,7 +612,7 @@ def read_on_demand_graph(
     """Synchronous wrapper for ``GraphSource.read_on_demand``."""
 
     async def run() -> GraphRead:
-        async with GraphSource(entra, timeout_s=timeout_s, tuning=tuning) as source:
+        async with GraphSource(entra, timeout_s=timeout_s, tuning=tuning, tokens=shared_token_source(entra, tuning)) as source:
             return await source.read_on_demand(users, groups)
 
     return asyncio.run(run())

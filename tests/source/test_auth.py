@@ -325,3 +325,49 @@ def test_dns_failure_is_a_network_error(entra, read):
     err = fails(read, entra=dataclasses.replace(entra, authority_host="https://no-such-host.invalid"), tuning=Tuning(backoff_initial_s=0.01, backoff_max_s=0.02, max_attempts=2))
     assert err.kind == "network"
 
+
+
+def test_cycles_of_one_process_share_one_token(sim, entra):
+    from syncd.source import read_graph
+
+    first = read_graph(entra, None, 30, tuning=FAST)
+    read_graph(entra, first.delta_links, 30, tuning=FAST)
+    assert sim.token_request_count() == 1  # and one discovery: the msal application is shared
+    assert sum(1 for m, target, _ in sim.token_requests if m == "GET" and "openid-configuration" in target) == 1
+
+
+def test_a_changed_configuration_gets_its_own_token_source(entra):
+    from syncd.source.auth import shared_token_source
+
+    tokens = shared_token_source(entra, FAST)
+    assert shared_token_source(dataclasses.replace(entra), FAST) is tokens  # equal configs
+    other = shared_token_source(with_secret(entra, "rotated"), FAST)
+    assert other is not tokens
+    assert shared_token_source(entra, FAST) is not other
+
+
+def test_a_prefetched_token_is_the_one_acquire_returns(sim, entra):
+    from syncd.source.auth import TokenSource
+
+    tokens = TokenSource(entra, FAST)
+    tokens.prefetch()
+    tokens.prefetch()  # already under way: no second fetch
+    token = tokens.acquire()
+    assert token and sim.token_request_count() == 1
+    tokens.prefetch()  # a valid token in hand: nothing to fetch
+    assert tokens.acquire() == token and sim.token_request_count() == 1
+    tokens.close()
+
+
+def test_a_prefetch_that_fails_fails_the_next_acquire_once(sim, entra):
+    from syncd.source.auth import TokenSource
+
+    tokens = TokenSource(with_secret(entra, "wrong"), FAST)
+    tokens.prefetch()
+    with pytest.raises(SourceError) as err:
+        tokens.acquire()
+    assert err.value.kind == "auth" and sim.token_request_count() == 1  # not asked twice
+    with pytest.raises(SourceError):
+        tokens.acquire()  # a later acquire asks again
+    assert sim.token_request_count() == 2
+    tokens.close()
