@@ -31,6 +31,9 @@ def test_ready_watchdog_and_cycles_on_schedule(env, start_daemon):
     cycles = env.cycles()
     assert {c["trigger"] for c in cycles} == {"schedule"}
     assert cycles[0]["mode"] == "full" and cycles[1]["mode"] == "incremental"
+    # the cycles share one msal application: one discovery, one token for all of them
+    assert env.sim.token_request_count() == 1
+    assert sum(1 for m, target, _ in env.sim.token_requests if m == "GET" and "openid-configuration" in target) == 1
     # status shows the next run while the daemon runs
     st = env.json("status")
     assert st["next_run"] is not None and st["users"]["active"] == 3
