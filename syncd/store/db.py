@@ -34,6 +34,18 @@ class StoreError(SyncdError):
     pass
 
 
+def require_json(conn: sqlite3.Connection) -> None:
+    """The store hands id lists to SQLite as JSON (``select_in``): refuse a SQLite without
+    its JSON functions (built in since 3.38; older builds could leave them out) up front."""
+    try:
+        conn.execute("SELECT json_valid('[]')").fetchone()
+    except sqlite3.OperationalError as exc:
+        raise StoreError(
+            f"the SQLite library this Python uses ({sqlite3.sqlite_version}) has no JSON functions ({exc}): "
+            "run syncd with a Python whose sqlite3 module uses SQLite 3.38 or newer (Debian 12's python3.11 does)"
+        ) from None
+
+
 def _private_file(path: Path) -> None:
     """Create the database file (and its directory) before SQLite does, with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -59,6 +71,7 @@ class Store:
             else:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
+            require_json(conn)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 # a committed cycle (and its report) must survive a crash of the host, not just the process

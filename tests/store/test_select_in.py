@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,3 +27,19 @@ def test_few_or_many_ids_find_the_same_rows(tmp_path_factory, picked):
         ids = [f"e{NAMES.index(n)}" for n in picked if n in NAMES]
         found = select_in(store, "SELECT entra_id FROM users WHERE entra_id IN ({})", ids)
         assert sorted(r[0] for r in found) == sorted(set(ids))
+
+
+def test_a_sqlite_without_json_functions_is_refused_with_the_fix():
+    import sqlite3
+
+    from syncd.store.db import StoreError, require_json
+
+    class NoJson:
+        def execute(self, sql: str):
+            raise sqlite3.OperationalError("no such function: json_valid")
+
+    require_json(sqlite3.connect(":memory:"))  # this machine's SQLite has them
+    with pytest.raises(StoreError) as err:
+        require_json(NoJson())  # type: ignore[arg-type]
+    assert "no JSON functions" in str(err.value) and "SQLite 3.38 or newer" in str(err.value)
+    assert sqlite3.sqlite_version in str(err.value)
