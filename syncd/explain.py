@@ -21,6 +21,7 @@ from .config import Config
 from .model import EntraUser, EntraView
 from .plan.rules import guest_upn, r1_scope, r5_map_attributes
 from .plan.settings import PlanSettings
+from .store.chunks import unpack
 from .store.db import Store
 
 
@@ -106,18 +107,24 @@ def _group_name(view: EntraView, gid: str) -> str:
 def _last_entry(store: Store, entra_id: str | None, local_id: int | None) -> dict[str, Any] | None:
     if not entra_id and local_id is None:
         return None
-    pattern = f"%{entra_id}%" if entra_id else f'%"local_id":{local_id}%'
-    rows = store.conn.execute(
-        "SELECT c.cycle_id, c.ended_at, c.mode, c.trigger, e.entry FROM entries e JOIN cycles c ON c.seq = e.cycle_seq"
-        " WHERE c.dry_run = 0 AND e.entry LIKE ? ORDER BY e.cycle_seq DESC, e.n DESC LIMIT 200",
-        (pattern,),
-    ).fetchall()
-    for cycle_id, ended_at, mode, trigger, raw in rows:
-        entry = json.loads(raw)
-        if entry.get("object_type") != "user":
-            continue
-        if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
-            return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
+    needle = entra_id if entra_id else f'"local_id":{local_id}'
+    chunks = store.conn.execute(
+        "SELECT c.cycle_id, c.ended_at, c.mode, c.trigger, e.entries FROM entry_chunks e JOIN cycles c ON c.seq = e.cycle_seq"
+        " WHERE c.dry_run = 0 ORDER BY e.cycle_seq DESC, e.first_n DESC"
+    )
+    for cycle_id, ended_at, mode, trigger, stored in chunks:  # newest first, read only as far as needed
+        try:
+            entries = unpack(stored)
+        except ValueError:
+            continue  # a damaged chunk is `audit verify`'s to report
+        for raw in reversed(entries):
+            if needle not in raw:
+                continue
+            entry = json.loads(raw)
+            if entry.get("object_type") != "user":
+                continue
+            if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
+                return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
     return None
 
 

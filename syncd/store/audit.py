@@ -1,8 +1,9 @@
 """The audit trail: every cycle's report, stored with a hash chain.
 
-Each cycle row holds its report header as canonical JSON, each entry its own row; ``hash`` is
-sha256 over the previous cycle's hash, the header and every entry, so changing one byte of a
-stored report or entry (or removing a cycle from the middle) is found by ``audit verify``.
+Each cycle row holds its report header as canonical JSON, its entries are stored a thousand to
+a row (``chunks.py``); ``hash`` is sha256 over the previous cycle's hash, the header and every
+entry's text, so changing one byte of a stored report or entry (or removing a cycle from the
+middle) is found by ``audit verify``.
 
 The header also records ``entries_sha256`` (sha256 over the entries alone), so that a
 mismatch can be told apart: header changed, or entries changed. ``meta`` keeps
@@ -22,6 +23,7 @@ from typing import Any
 
 from ..errors import SyncdError
 from ..report.model import CycleReport, Entries, canonical
+from .chunks import pack, unpack
 from .db import Store
 
 GENESIS = "0" * 64
@@ -75,13 +77,32 @@ def save_report(store: Store, report: CycleReport) -> None:
         ),
     )
     seq = cur.lastrowid
-    c.executemany("INSERT INTO entries (cycle_seq, n, entry) VALUES (?, ?, ?)", ((seq, n, e) for n, e in enumerate(entries.iter_raw())))
+    c.executemany(
+        "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
+        ((seq, first, stored) for first, stored in pack(entries.iter_raw())),
+    )
     store.set_meta("chain_head", digest)
+
+
+def _chunks(store: Store, seq: int) -> list[tuple[int, object]]:
+    return store.conn.execute(
+        "SELECT first_n, entries FROM entry_chunks WHERE cycle_seq = ? ORDER BY first_n", (seq,)
+    ).fetchall()
 
 
 def _stored_entries(store: Store, seq: int) -> list[str]:
     """A cycle's entries, in order, as stored: canonical JSON each."""
-    return [r[0] for r in store.conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))]
+    entries: list[str] = []
+    for _, stored in _chunks(store, seq):
+        try:
+            entries += unpack(stored)
+        except ValueError as exc:
+            cycle_id = store.conn.execute("SELECT cycle_id FROM cycles WHERE seq = ?", (seq,)).fetchone()
+            raise SyncdError(
+                f"the stored entries of cycle {cycle_id[0] if cycle_id else seq} are damaged ({exc}): "
+                "run `syncd audit verify`"
+            ) from None
+    return entries
 
 
 def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
@@ -177,7 +198,7 @@ def prune_reports(store: Store, retention_days: int, now: datetime | None = None
     if last is None:
         return 0
     seq, cycle_id, digest = last
-    c.execute("DELETE FROM entries WHERE cycle_seq <= ?", (seq,))
+    c.execute("DELETE FROM entry_chunks WHERE cycle_seq <= ?", (seq,))
     c.execute("DELETE FROM cycles WHERE seq <= ?", (seq,))
     store.set_meta("chain_anchor", digest)
     store.set_meta("chain_anchor_cycle", cycle_id)
@@ -246,18 +267,23 @@ def _verify(store: Store) -> Verification:
             where = f"cycle {prev_id}" if prev_id else "the chain's anchor"
             return fail(cycle_id, seq, "chain_broken",
                         f"its prev_hash does not match {where}: a cycle before it was removed, or a stored hash was altered")
-        rows = c.execute("SELECT n, entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,)).fetchall()
-        entries = [r[1] for r in rows]
-        ns = [r[0] for r in rows]
-        expected_ns = list(range(entry_count))
-        if ns != expected_ns:
-            have, wanted = set(ns), set(expected_ns)
-            if wanted - have:
-                missing = sorted(wanted - have)
+        entries: list[str] = []
+        for first, stored in _chunks(store, seq):
+            if first > len(entries):
                 return fail(cycle_id, seq, "entry_missing",
-                            f"{len(missing)} of its {entry_count} entries are missing (first: entry {missing[0] + 1})")
-            added = sorted(have - wanted)
-            return fail(cycle_id, seq, "entry_added", f"{len(added)} entries were added (first: entry {added[0] + 1})")
+                            f"entries {len(entries) + 1}–{first} of its {entry_count} are missing (a chunk was removed)")
+            if first < len(entries):
+                return fail(cycle_id, seq, "entry_added", f"entries were added (a chunk overlaps entry {first + 1})")
+            try:
+                entries += unpack(stored)
+            except ValueError as exc:
+                return fail(cycle_id, seq, "entry_changed", f"entries from entry {first + 1} on were altered: {exc}")
+        if len(entries) < entry_count:
+            return fail(cycle_id, seq, "entry_missing",
+                        f"{entry_count - len(entries)} of its {entry_count} entries are missing (first: entry {len(entries) + 1})")
+        if len(entries) > entry_count:
+            return fail(cycle_id, seq, "entry_added",
+                        f"{len(entries) - entry_count} entries were added (first: entry {entry_count + 1})")
         try:
             header = json.loads(document)
         except ValueError:
@@ -273,9 +299,9 @@ def _verify(store: Store) -> Verification:
         result.entries += entry_count
         prev, prev_id = digest, cycle_id
 
-    orphans = c.execute("SELECT count(*) FROM entries WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0]
+    orphans = c.execute("SELECT count(*) FROM entry_chunks WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0]
     if orphans:
-        return fail(None, None, "chain_broken", f"{orphans} entries belong to no stored cycle: a cycle was removed")
+        return fail(None, None, "chain_broken", f"{orphans} chunks of entries belong to no stored cycle: a cycle was removed")
     head = store.get_meta("chain_head")
     result.head = prev if result.cycles else head
     if head is not None and head != prev:

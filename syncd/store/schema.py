@@ -7,8 +7,10 @@ store is. A store made by a newer syncd is refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from ..errors import SyncdError
+from .chunks import pack
 
 V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -121,7 +123,32 @@ CREATE TABLE failures (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1, V2]
+# V3: report entries a thousand to a row, compressed (chunks.py): the old rows move over
+V3_TABLE = """
+CREATE TABLE entry_chunks (
+    cycle_seq INTEGER NOT NULL REFERENCES cycles (seq) ON DELETE CASCADE,
+    first_n INTEGER NOT NULL,    -- number of the chunk's first entry: 0, 1000, ...
+    entries BLOB NOT NULL,       -- chunks.pack: canonical JSON entries, one per line, zlib
+    PRIMARY KEY (cycle_seq, first_n)
+) WITHOUT ROWID;
+"""
+
+
+def v3_chunk_entries(conn: sqlite3.Connection) -> None:
+    for statement in _statements(V3_TABLE):
+        conn.execute(statement)
+    seqs = [r[0] for r in conn.execute("SELECT DISTINCT cycle_seq FROM entries ORDER BY cycle_seq")]
+    for seq in seqs:
+        rows = conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))
+        conn.executemany(
+            "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
+            ((seq, first, stored) for first, stored in pack(r[0] for r in rows)),
+        )
+    conn.execute("DROP TABLE entries")
+
+
+# a script of statements, or a function given the connection (inside the migration's transaction)
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -135,8 +162,12 @@ def migrate(conn: sqlite3.Connection) -> None:
     for n in range(version, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[n]):
-                conn.execute(statement)
+            step = MIGRATIONS[n]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _statements(step):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {n + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.cycle import CycleOptions, run_cycle
+from syncd.model import Change
 from syncd.store.audit import GENESIS, prune_reports, save_report, verify_chain
+from syncd.store.chunks import pack, unpack
 from syncd.store.db import Store
 from tests.report.conftest import Env, fake_reader, make_report
 
@@ -41,6 +43,18 @@ def raw(env: Env) -> sqlite3.Connection:
 def seq_of(env: Env, cycle_id: str) -> int:
     with raw(env) as c:
         return c.execute("SELECT seq FROM cycles WHERE cycle_id = ?", (cycle_id,)).fetchone()[0]
+
+
+def stored(c: sqlite3.Connection, seq: int) -> list[str]:
+    """A cycle's entries, read from its chunks by hand."""
+    rows = c.execute("SELECT entries FROM entry_chunks WHERE cycle_seq = ? ORDER BY first_n", (seq,)).fetchall()
+    return [e for (blob,) in rows for e in unpack(blob)]
+
+
+def restore(c: sqlite3.Connection, seq: int, entries: list[str]) -> None:
+    """Rewrite a cycle's chunks with these entries, as a tamperer who knows the format would."""
+    c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (seq,))
+    c.executemany("INSERT INTO entry_chunks VALUES (?, ?, ?)", ((seq, first, blob) for first, blob in pack(entries)))
 
 
 def flip_byte(text: str, pos: int) -> str:
@@ -84,9 +98,10 @@ def test_one_byte_of_an_entry_changed(many) -> None:
     target = ids[7]
     with raw(env) as c:
         seq = seq_of(env, target)
-        entry = c.execute("SELECT entry FROM entries WHERE cycle_seq = ? AND n = 1", (seq,)).fetchone()[0]
-        pos = entry.index("@contoso.com") + 1  # a letter of the user's name
-        c.execute("UPDATE entries SET entry = ? WHERE cycle_seq = ? AND n = 1", (flip_byte(entry, pos), seq))
+        entries = stored(c, seq)
+        pos = entries[1].index("@contoso.com") + 1  # a letter of the user's name
+        entries[1] = flip_byte(entries[1], pos)
+        restore(c, seq, entries)
     doc = verify(env, 1)
     assert (doc["problem"]["cycle_id"], doc["problem"]["kind"]) == (target, "entry_changed")
     text = env.cli("audit", "verify")
@@ -97,14 +112,16 @@ def test_the_first_bad_cycle_is_named(many) -> None:
     env, ids = many
     with raw(env) as c:
         for target in (ids[9], ids[3]):
-            c.execute("UPDATE entries SET entry = replace(entry, '\"create\"', '\"adopt\"') WHERE cycle_seq = ?", (seq_of(env, target),))
+            seq = seq_of(env, target)
+            restore(c, seq, [e.replace('"create"', '"adopt"') for e in stored(c, seq)])
     assert verify(env, 1)["problem"]["cycle_id"] == ids[3]
 
 
 def test_an_entry_deleted(many) -> None:
     env, ids = many
+    seq = seq_of(env, ids[4])
     with raw(env) as c:
-        c.execute("DELETE FROM entries WHERE cycle_seq = ? AND n = 0", (seq_of(env, ids[4]),))
+        restore(c, seq, stored(c, seq)[1:])
     problem = verify(env, 1)["problem"]
     assert (problem["cycle_id"], problem["kind"]) == (ids[4], "entry_missing")
 
@@ -113,8 +130,7 @@ def test_an_entry_deleted_and_the_count_fixed_up(many) -> None:
     env, ids = many
     seq = seq_of(env, ids[4])
     with raw(env) as c:
-        last = c.execute("SELECT max(n) FROM entries WHERE cycle_seq = ?", (seq,)).fetchone()[0]
-        c.execute("DELETE FROM entries WHERE cycle_seq = ? AND n = ?", (seq, last))
+        restore(c, seq, stored(c, seq)[:-1])
         c.execute("UPDATE cycles SET entry_count = entry_count - 1 WHERE seq = ?", (seq,))
     problem = verify(env, 1)["problem"]
     assert (problem["cycle_id"], problem["kind"]) == (ids[4], "entry_changed")
@@ -124,9 +140,35 @@ def test_an_entry_added(many) -> None:
     env, ids = many
     seq = seq_of(env, ids[2])
     with raw(env) as c:
-        c.execute("INSERT INTO entries (cycle_seq, n, entry) SELECT cycle_seq, n + 1000, entry FROM entries WHERE cycle_seq = ? AND n = 0", (seq,))
+        entries = stored(c, seq)
+        restore(c, seq, [*entries, entries[0]])
     problem = verify(env, 1)["problem"]
     assert (problem["cycle_id"], problem["kind"]) == (ids[2], "entry_added")
+
+
+def test_a_chunk_of_entries_altered_so_that_it_no_longer_decodes(many) -> None:
+    env, ids = many
+    seq = seq_of(env, ids[8])
+    with raw(env) as c:
+        blob = c.execute("SELECT entries FROM entry_chunks WHERE cycle_seq = ?", (seq,)).fetchone()[0]
+        c.execute("UPDATE entry_chunks SET entries = ? WHERE cycle_seq = ?", (blob[:-4] + b"\0\0\0\0", seq))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == (ids[8], "entry_changed")
+    assert "from entry 1 on" in problem["detail"]
+    shown = env.cli("report", ids[8])  # the report itself says what is wrong, no traceback
+    assert shown.code != 0 and "damaged" in shown.err and "audit verify" in shown.err
+    assert "Traceback" not in shown.err
+
+
+def test_a_chunk_removed_from_a_long_report(env: Env) -> None:
+    env.save(make_report("long", changes=[Change("create", "user", f"e{i}", f"u{i}@contoso.com") for i in range(2500)]))
+    with raw(env) as c:
+        seq = seq_of(env, "long")
+        assert c.execute("SELECT first_n FROM entry_chunks WHERE cycle_seq = ? ORDER BY first_n", (seq,)).fetchall() == [(0,), (1000,), (2000,)]
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ? AND first_n = 1000", (seq,))
+    problem = verify(env, 1)["problem"]
+    assert (problem["cycle_id"], problem["kind"]) == ("long", "entry_missing")
+    assert "entries 1001–2000" in problem["detail"]
 
 
 def test_a_cycle_removed_from_the_middle(many) -> None:
@@ -144,7 +186,7 @@ def test_a_cycle_and_its_entries_removed_cleanly(many) -> None:
     env, ids = many
     seq = seq_of(env, ids[6])
     with raw(env) as c:
-        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (seq,))
         c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
     problem = verify(env, 1)["problem"]
     assert (problem["cycle_id"], problem["kind"]) == (ids[7], "chain_broken")
@@ -154,7 +196,7 @@ def test_the_newest_cycle_removed(many) -> None:
     env, ids = many
     seq = seq_of(env, ids[-1])
     with raw(env) as c:
-        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (seq,))
         c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
     problem = verify(env, 1)["problem"]
     assert problem["kind"] == "head_missing" and problem["cycle_id"] == ids[-2]
@@ -173,7 +215,7 @@ def test_the_oldest_cycle_removed_without_moving_the_anchor(many) -> None:
     env, ids = many
     seq = seq_of(env, ids[0])
     with raw(env) as c:
-        c.execute("DELETE FROM entries WHERE cycle_seq = ?", (seq,))
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (seq,))
         c.execute("DELETE FROM cycles WHERE seq = ?", (seq,))
     problem = verify(env, 1)["problem"]
     assert (problem["cycle_id"], problem["kind"]) == (ids[1], "chain_broken")
@@ -199,10 +241,11 @@ def test_a_cycle_prunes_reports_older_than_retention_and_verify_still_passes(env
     assert doc["anchor"] == last_old_hash and doc["anchor_cycle"] == "old4"
     assert env.cli("audit", "verify").out.startswith("audit trail intact: 5 cycles, ")
     with raw(env) as c:
-        assert c.execute("SELECT count(*) FROM entries WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM entry_chunks WHERE cycle_seq NOT IN (SELECT seq FROM cycles)").fetchone()[0] == 0
     # and tampering after pruning is still found
     with raw(env) as c:
-        c.execute("UPDATE entries SET entry = replace(entry, 'Robert', 'Rupert') WHERE cycle_seq = (SELECT seq FROM cycles WHERE cycle_id = 'recent1')")
+        seq = c.execute("SELECT seq FROM cycles WHERE cycle_id = 'recent1'").fetchone()[0]
+        restore(c, seq, [e.replace("Robert", "Rupert") for e in stored(c, seq)])
     assert verify(env, 1)["problem"]["cycle_id"] == "recent1"
 
 

@@ -122,3 +122,34 @@ def test_chain_hashes_are_sha256_of_the_documented_bytes(prev: str, header: str,
     naive = prev + "\n" + header + "".join("\n" + e for e in entries)
     assert chain_hash(prev, header, entries) == hashlib.sha256(naive.encode()).hexdigest()
     assert entries_hash(entries) == hashlib.sha256("".join(e + "\n" for e in entries).encode()).hexdigest()
+
+
+def test_a_v2_store_keeps_its_reports_and_their_chain_when_entries_move_to_chunks(tmp_path: Path) -> None:
+    from syncd.model import Change
+    from syncd.store.audit import load_report, save_report, verify_chain
+    from syncd.store.chunks import unpack
+    from tests.report.conftest import make_report
+
+    path = tmp_path / "syncd.db"
+    with Store(str(path)) as store, store.transaction():
+        save_report(store, make_report("big", changes=[Change("create", "user", f"e{i}", f"u{i}@x.com") for i in range(1500)]))
+        save_report(store, make_report("small"))
+    with Store(str(path)) as store:
+        expected = {cid: list(load_report(store, cid).entries.iter_raw()) for cid in ("big", "small")}
+    # the same store as syncd before V3 wrote it: one row per entry
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE entries (cycle_seq INTEGER NOT NULL REFERENCES cycles (seq) ON DELETE CASCADE, "
+                 "n INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (cycle_seq, n)) WITHOUT ROWID")
+    for seq, first, stored in conn.execute("SELECT cycle_seq, first_n, entries FROM entry_chunks").fetchall():
+        conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", ((seq, first + i, e) for i, e in enumerate(unpack(stored))))
+    conn.execute("DROP TABLE entry_chunks")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with Store(str(path)) as store:
+        c = store.conn
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'entries'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM entry_chunks").fetchone()[0] == 3  # 1,000 + 500, and the small one
+        assert {cid: list(load_report(store, cid).entries.iter_raw()) for cid in expected} == expected
+        result = verify_chain(store)
+        assert result.ok and result.cycles == 2 and result.entries == sum(map(len, expected.values()))
