@@ -8,8 +8,8 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from itertools import islice
 
+from ..compat import batched
 from .model import CycleReport
 
 
@@ -37,9 +37,8 @@ def json_chunks(report: CycleReport, per_chunk: int = 2000) -> Iterator[str]:
         yield head[:-2] + ',\n  "entries": []\n}'
         return
     yield head[:-2] + ',\n  "entries": [\n    '
-    raw = report.entries.iter_raw()
     sep = ""
-    while chunk := list(islice(raw, per_chunk)):
+    for chunk in batched(report.entries.iter_raw(), per_chunk):
         yield sep + ",\n    ".join(chunk)
         sep = ",\n    "
     yield "\n  ]\n}"

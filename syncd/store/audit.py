@@ -18,9 +18,9 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any
 
+from ..compat import batched
 from ..errors import SyncdError
 from ..report.model import CycleReport, Entries, canonical
 from .chunks import pack, unpack
@@ -38,8 +38,7 @@ _HASH_CHUNK = 1000  # entries joined per sha256 update: 140k small updates cost 
 
 def _update_chunked(h: hashlib._Hash, entries: Iterable[str], before: str, after: str) -> None:
     """``h.update(before + e + after)`` for each entry, a thousand at a time (same bytes)."""
-    it = iter(entries)
-    while chunk := list(islice(it, _HASH_CHUNK)):
+    for chunk in batched(entries, _HASH_CHUNK):
         h.update((before + (after + before).join(chunk) + after).encode())
 
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
-from itertools import islice
+
+from ..compat import batched
 
 CHUNK = 1000
 
 
 def pack(entries: Iterable[str]) -> Iterator[tuple[int, bytes]]:
     """(number of the chunk's first entry, its stored bytes), in order."""
-    it = iter(entries)
-    first = 0
-    while chunk := list(islice(it, CHUNK)):
-        yield first, zlib.compress("\n".join(chunk).encode(), 1)
-        first += len(chunk)
+    for i, chunk in enumerate(batched(entries, CHUNK)):
+        yield i * CHUNK, zlib.compress("\n".join(chunk).encode(), 1)
 
 
 def unpack(stored: object) -> list[str]:
