@@ -88,10 +88,6 @@ class Entries:
                 yield entry
         yield from self._raw
 
-    def raw(self) -> list[str]:
-        """The canonical JSON of each entry, in order, as one list."""
-        return self._raw if self._disk is None else list(self.iter_raw())
-
     def counts(self) -> dict[str, int]:
         return dict(sorted(self._counts.items()))
 

@@ -233,7 +233,7 @@ class Store:
             read.users.values(),  # EntraUser is a named tuple in the column order
         )
         if read.users_staged:
-            c.execute(FOLD_SQL)  # the temp table stays: written only outside transactions (staging.py)
+            c.execute(FOLD_SQL)  # the temp table stays: only the read writes it, in its own transaction (staging.py)
         c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         c.executemany(
             "INSERT OR REPLACE INTO entra_groups (id, display_name, security_enabled) VALUES (?, ?, ?)",

@@ -47,10 +47,9 @@ def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict]
     assert list(held) == entries and held == entries
     assert all(held[i] == e for i, e in enumerate(entries))
     assert all(held[-i] == entries[-i] for i in range(1, len(entries) + 1))
-    assert held.raw() == [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
-    assert list(held.iter_raw()) == held.raw()
+    assert list(held.iter_raw()) == [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
     assert held.counts() == _counts_the_old_way(entries)
-    again = Entries.from_raw(list(held.raw()))
+    again = Entries.from_raw(list(held.iter_raw()))
     assert again == held and again.counts() == held.counts()
 
 
