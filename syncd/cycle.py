@@ -26,7 +26,7 @@ from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
 from .report.model import CycleReport
-from .source.pages import GraphPage
+from .source.pages import OnPage
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
@@ -55,7 +55,6 @@ class CycleOptions:
 # (config, delta links or None, progress, on_page) -> GraphRead; (config, users, groups, progress) -> GraphRead
 Reader = Callable[..., GraphRead]
 Progress = Callable[[str, int], None] | None
-OnPage = Callable[[GraphPage], None]
 
 
 class _DryRun(Exception):

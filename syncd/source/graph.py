@@ -57,6 +57,7 @@ from ..model import EntraGroup, GraphRead
 from .auth import TokenSource, shared_token_source
 from .pages import (
     GraphPage,
+    OnPage,
     RawPage,
     ReadAccumulator,
     assignments_page,
@@ -89,7 +90,6 @@ PERM_USERS = "User.Read.All"
 PERM_GROUPS = "GroupMember.Read.All"
 
 Progress = Callable[[str, int], None]
-OnPage = Callable[[GraphPage], Awaitable[None] | None]
 
 
 def sp_not_found(entra: EntraConfig) -> tuple[str, str]:

@@ -11,6 +11,7 @@ chain (replays, a big group's members spread over pages), and the last occurrenc
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,6 +109,10 @@ class GraphPage:
     @property
     def size(self) -> int:
         return len(self.users) + len(self.removed_users) + len(self.group_ids) + len(self.assignments)
+
+
+# where a streaming read hands each page (the cycle's StagedRead.add, or a coroutine)
+OnPage = Callable[[GraphPage], Awaitable[None] | None]
 
 
 def user_from_item(item: dict[str, Any], where: str) -> EntraUser:
