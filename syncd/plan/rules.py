@@ -142,6 +142,8 @@ class _Planner:
         self.local_by_entra: dict[str, LocalUser] = dict(self.by_entra_user)
         self.entra_of_local: dict[int, str] = {u.id: eid for eid, u in self.by_entra_user.items()}
         self.untouched: set[int] = set()  # local ids of users skipped by R5: memberships kept as they are
+        # R5's user_name of each user mapped so far: memberships name their users by it
+        self.user_names: dict[str, str] = {}
 
     # ---- users: R2-R6
     def users(self, scope: Scope) -> None:
@@ -210,7 +212,9 @@ class _Planner:
         mapped = r5_map_attributes(user, self.settings)
         local = self.by_entra_user.get(user.id)
         name = user.user_principal_name or user.id
-        if isinstance(mapped, str):
+        if isinstance(mapped, MappedUser):
+            self.user_names[user.id] = mapped.user_name
+        else:
             if not user.account_enabled:
                 # R2 before R5: a disabled user is deactivated (or never created) whatever
                 # its attributes say; its missing attribute needs no error of its own
@@ -434,7 +438,7 @@ class _Planner:
     # ---- memberships: R11
     def memberships(self, scope: Scope, groups: dict[str, tuple[str, LocalGroup | None]]) -> None:
         users_by_id = self.dir.users
-        user_names: dict[str, str] = {}  # a user in many groups is named once
+        user_names = self.user_names
         for gid, (name, local) in sorted(groups.items()):
             wanted = {uid for uid in scope.group_users.get(gid, ()) if uid in self.final_active}
             current: set[int] = set(self.dir.members.get(local.id, ())) if local else set()
@@ -443,9 +447,7 @@ class _Planner:
                 lu = self.local_by_entra.get(uid)
                 if lu is not None and lu.id in current:
                     continue
-                user_name = user_names.get(uid)
-                if user_name is None:
-                    user_name = user_names[uid] = self._user_name(uid)
+                user_name = user_names.get(uid) or self._user_name(uid)
                 self.changes.append(
                     Change(
                         "add_member", "membership", gid, f"{name} / {user_name}",
