@@ -159,7 +159,8 @@ class _Planner:
         adopted: set[int] = set()
         for user, mapped in unlinked:
             # R6: adopt an unmanaged local user with the same user_name or email, at most once
-            adoptee = next((u for u in unmanaged.get(mapped.email.casefold(), ()) if u.id not in adopted), None)
+            candidates = unmanaged.get(mapped.email.casefold()) if unmanaged else None
+            adoptee = next((u for u in candidates if u.id not in adopted), None) if candidates else None
             if adoptee is None:
                 to_create.append((user, mapped))
                 continue

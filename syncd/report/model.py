@@ -139,8 +139,9 @@ class CycleReport:
 
     def add_changes(self, changes: list[Change]) -> None:
         """Turn changes into entries, letting go of each change as it goes (large plans)."""
+        first, append = len(self.entries) + 1, self.entries.append
         for i, change in enumerate(changes):
-            self.entries.append(entry_of(change, f"{self.cycle_id}:{len(self.entries) + 1}"))
+            append(entry_of(change, f"{self.cycle_id}:{first + i}"))
             changes[i] = None  # type: ignore[call-overload]
 
     @property
@@ -208,5 +209,12 @@ def entry_of(change: Change, change_id: str) -> dict[str, Any]:
         "local_id": change.local_id,
         "status": change.status,
         "reason": change.reason,
-        "modified": {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()},
+        "modified": _modified(change),
     }
+
+
+def _modified(change: Change) -> dict[str, dict[str, object]]:
+    if change.action == "create" and change.object_type == "user" and not change.modified:
+        # Change.modifications() of a created user (every value set), without its pairs
+        return {k: {"old": None, "new": v} for k, v in change.values.items() if v is not None}
+    return {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()}
