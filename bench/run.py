@@ -23,7 +23,8 @@ syncd process (``os.wait4`` rusage of that child, forked by ``spawn.py``: see th
 ``graph_requests`` and the simulator's log), incremental no-change wall and requests,
 incremental wall with 1% of the users changed, ``syncd status`` and ``syncd users list
 --json`` wall; the floor's wall; every figure's ratio to the floor; PASS/MISS per target.
-``--repeat N`` takes the best of N for syncd and for the floor alike.
+``--repeat N`` takes the best of N for syncd and for the floor alike, and prints the ratio of
+each syncd run to the floor run made right after it (the spread the machine's noise makes).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -246,6 +248,9 @@ def _measure(size: Size, args: argparse.Namespace, sim: Simulator, work: Path, a
     f["full_phases"] = full_report.get("phases")
     f["full_counts"] = full_report.get("counts")
     f["floor_rss_mb"] = round(floor_r.rss_mb, 1)
+    # each syncd run against the floor run right after it: how far the machine's noise
+    # spreads the ratio (the verdict stays on best of N, for syncd and the floor alike)
+    f["pair_ratios"] = [round(s[0].wall / fr[0].wall, 2) for s, fr in zip(fulls, floors, strict=True)]
 
     if size.latency:
         size.checks.append((f"full cycle under {size.latency * 1000:.0f} ms latency <= {TARGET_LATENCY_RATIO} x floor",
@@ -332,6 +337,8 @@ def report(sizes: list[Size]) -> None:
                 print(f"  {label:<28} {f[k]:8.3f}s   {f[rk]:5.2f} x floor")
         if "status_s" in f:
             print(f"  {'status':<28} {f['status_s']:8.3f}s   {f['status_s'] / fl:5.2f} x floor")
+        if len(f.get("pair_ratios", ())) > 1:
+            print(f"  full cycle / floor, run by run: {f['pair_ratios']} (median {statistics.median(f['pair_ratios']):.2f})")
         print(f"  full cycle: peak RSS {f['full_rss_mb']:.0f} MB, {f['full_requests_logged']} Graph requests "
               f"(report {f['full_requests']}), phases {f['full_phases']}")
         if "nochange_requests_logged" in f:
