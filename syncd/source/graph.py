@@ -144,7 +144,10 @@ class GraphSource:
         self._deadline = Deadline(self.timeout_s)
         self.tokens.deadline = self._deadline
 
+        waiting_for_token = True
+
         async def token_then_work() -> GraphRead:
+            nonlocal waiting_for_token
             # one token before the chains start: a refused credential fails once, here,
             # instead of once per concurrent chain. msal fetches it in a thread while this
             # one imports msgraph and builds the client (~1 s): the token endpoint's round
@@ -156,6 +159,7 @@ class GraphSource:
                 client.counter.reset()
             finally:
                 await token
+            waiting_for_token = False
             return await work()
 
         try:
@@ -168,6 +172,16 @@ class GraphSource:
                 except TimeoutError:
                     if self._deadline.remaining() > 0:
                         raise  # not our budget: a bug, let it show
+                    if waiting_for_token:
+                        # the token's own retries stop short of the budget, but one started
+                        # before the read (`sync` prefetches it) can still be at it when it ends
+                        raise SourceError(
+                            f"no access token from the token endpoint ({self.entra.authority_host}) "
+                            f"within the cycle budget of {self.timeout_s:g} s",
+                            kind="timeout",
+                            fix="the log shows what the token endpoint answered; the next cycle tries again "
+                            "(or raise sync.cycle_timeout_minutes)",
+                        ) from None
                     raise SourceError(
                         f"the read from Graph did not finish within the cycle budget of {self.timeout_s:g} s",
                         kind="timeout",

@@ -307,6 +307,18 @@ def test_token_endpoint_down_fails_and_applies_nothing(env: SafetyEnv, pending, 
     recovers(env)
 
 
+def test_a_token_still_awaited_when_the_budget_ends_is_named(env: SafetyEnv, pending) -> None:
+    # the token request hangs past the cycle budget: the failure names the token endpoint,
+    # not "the read from Graph" (no Graph request was ever sent)
+    env.configure(sync={"cycle_timeout_minutes": 0.05})
+    env.sim.faults.add(Fault(TOKEN, "slow", delay=6, times=1))
+    report = failed_cycle(env)
+    assert report["graph_requests"] == 0, report
+    errors = " ".join(report["errors"])
+    assert "no access token from the token endpoint" in errors and "cycle budget of 3 s" in errors, errors
+    recovers(env)
+
+
 def test_token_endpoint_reset_is_retried(env: SafetyEnv, pending) -> None:
     fault = env.sim.faults.add(Fault(TOKEN, "reset", times=1))
     succeeded_cycle(env)
