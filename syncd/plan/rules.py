@@ -142,7 +142,8 @@ class _Planner:
         self.local_by_entra: dict[str, LocalUser] = dict(self.by_entra_user)
         self.entra_of_local: dict[int, str] = {u.id: eid for eid, u in self.by_entra_user.items()}
         self.untouched: set[int] = set()  # local ids of users skipped by R5: memberships kept as they are
-        # R5's user_name of each user mapped so far: memberships name their users by it
+        # R5's user_name of each user mapped so far (every user that can end up active):
+        # memberships name their users by it
         self.user_names: dict[str, str] = {}
 
     # ---- users: R2-R6
@@ -213,9 +214,7 @@ class _Planner:
         mapped = r5_map_attributes(user, self.settings)
         local = self.by_entra_user.get(user.id)
         name = user.user_principal_name or user.id
-        if isinstance(mapped, MappedUser):
-            self.user_names[user.id] = mapped.user_name
-        else:
+        if isinstance(mapped, str):
             if not user.account_enabled:
                 # R2 before R5: a disabled user is deactivated (or never created) whatever
                 # its attributes say; its missing attribute needs no error of its own
@@ -226,6 +225,7 @@ class _Planner:
             if local is not None and local.status == "active":
                 self.untouched.add(local.id)  # R5 "skipped": left as it is, its groups too
             return None
+        self.user_names[user.id] = mapped.user_name
         if local is None:
             if not user.account_enabled:
                 return None  # R2: a disabled user is never created (nor adopted)
@@ -448,7 +448,7 @@ class _Planner:
                 lu = self.local_by_entra.get(uid)
                 if lu is not None and lu.id in current:
                     continue
-                user_name = user_names.get(uid) or self._user_name(uid)
+                user_name = user_names[uid]
                 self.changes.append(
                     Change(
                         "add_member", "membership", gid, f"{name} / {user_name}",
@@ -478,10 +478,6 @@ class _Planner:
                         user_entra_id=eid,
                     )
                 )
-
-    def _user_name(self, uid: str) -> str:
-        mapped = r5_map_attributes(self.entra.users[uid], self.settings)
-        return mapped.user_name if isinstance(mapped, MappedUser) else uid
 
     # ---- invites: R13
     def r13_revoke_invites(self) -> None:
