@@ -209,12 +209,5 @@ def entry_of(change: Change, change_id: str) -> dict[str, Any]:
         "local_id": change.local_id,
         "status": change.status,
         "reason": change.reason,
-        "modified": _modified(change),
+        "modified": {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()},
     }
-
-
-def _modified(change: Change) -> dict[str, dict[str, object]]:
-    if change.action == "create" and change.object_type == "user" and not change.modified:
-        # Change.modifications() of a created user (every value set), without its pairs
-        return {k: {"old": None, "new": v} for k, v in change.values.items() if v is not None}
-    return {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()}
