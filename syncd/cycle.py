@@ -230,16 +230,16 @@ def _settle(
     held = apply_guards(the_plan, directory, settings, approved).held
     del directory
     report.phases["plan"] = round(time.monotonic() - t1, 3)
-    settles = not options.dry_run and not on_demand  # what the directory waits on is settled here
-    if settles:
+    forgetting = None
+    if not options.dry_run and not on_demand:  # what the directory waits on is settled here
         # R15: what stays staged is what this plan stages; a staged user back in scope
         # (or deactivated meanwhile) no longer waits for approval
         store.conn.execute("DELETE FROM staged_deactivations")
-    forgetting = failures.Forgetting(store)
-    forgetting.wanted_by(the_plan.changes)
+        forgetting = failures.Forgetting(store)
+        forgetting.wanted_by(the_plan.changes)
     _backing_off(report, _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand))
     report.errors.extend(the_plan.errors)
-    if settles:
+    if forgetting is not None:
         forgetting.forget()
     return held
 
