@@ -23,7 +23,7 @@ from typing import Any
 from ..compat import batched
 from ..errors import SyncdError
 from ..report.model import CycleReport, Entries, canonical
-from .chunks import pack, unpack
+from .chunks import insert_chunks, unpack
 from .db import Store
 
 GENESIS = "0" * 64
@@ -75,11 +75,8 @@ def save_report(store: Store, report: CycleReport) -> None:
             report.started_at, report.ended_at, header, len(entries), digest, prev,
         ),
     )
-    seq = cur.lastrowid
-    c.executemany(
-        "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
-        ((seq, first, stored) for first, stored in pack(entries.iter_raw())),
-    )
+    assert cur.lastrowid is not None
+    insert_chunks(c, cur.lastrowid, entries.iter_raw())
     store.set_meta("chain_head", digest)
 
 

@@ -9,6 +9,7 @@ The audit hash chain is computed over the entries' text, not over this encoding.
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator
 
@@ -21,6 +22,14 @@ def pack(entries: Iterable[str]) -> Iterator[tuple[int, bytes]]:
     """(number of the chunk's first entry, its stored bytes), in order."""
     for i, chunk in enumerate(batched(entries, CHUNK)):
         yield i * CHUNK, zlib.compress("\n".join(chunk).encode(), 1)
+
+
+def insert_chunks(conn: sqlite3.Connection, cycle_seq: int, entries: Iterable[str]) -> None:
+    """Store one cycle's entries (in order) as ``entry_chunks`` rows."""
+    conn.executemany(
+        "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
+        ((cycle_seq, first, stored) for first, stored in pack(entries)),
+    )
 
 
 def unpack(stored: object) -> list[str]:

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable
 
 from ..errors import SyncdError
-from .chunks import pack
+from .chunks import insert_chunks
 
 V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -140,10 +140,7 @@ def v3_chunk_entries(conn: sqlite3.Connection) -> None:
     seqs = [r[0] for r in conn.execute("SELECT DISTINCT cycle_seq FROM entries ORDER BY cycle_seq")]
     for seq in seqs:
         rows = conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))
-        conn.executemany(
-            "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
-            ((seq, first, stored) for first, stored in pack(r[0] for r in rows)),
-        )
+        insert_chunks(conn, seq, (r[0] for r in rows))
     conn.execute("DROP TABLE entries")
 
 
