@@ -398,8 +398,9 @@ class TokenSource:
             except BaseException as exc:  # noqa: BLE001 - handed to the next acquire()
                 pending.set_exception(exc)
 
-        # msal's import here, before the caller's own: in the thread, it shared the CPU with
-        # them and the token endpoint's first request left ~0.7 s after start, not ~0.3 s
+        # what the thread imports (msal; tenacity for its retries) is imported here, before the
+        # caller's own imports: in the thread it shared the CPU with them, and the token
+        # endpoint's first request left ~0.7 s after start
         import msal  # noqa: F401
         import tenacity  # noqa: F401
 

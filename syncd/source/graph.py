@@ -173,8 +173,8 @@ class GraphSource:
                     if self._deadline.remaining() > 0:
                         raise  # not our budget: a bug, let it show
                     if waiting_for_token:
-                        # the token's own retries stop short of the budget, but one started
-                        # before the read (`sync` prefetches it) can still be at it when it ends
+                        # the token's retries stop short of the budget, but their last request
+                        # (or a sleep `sync`'s prefetch chose before the budget was set) can outlast it
                         raise SourceError(
                             f"no access token from the token endpoint ({self.entra.authority_host}) "
                             f"within the cycle budget of {self.timeout_s:g} s",

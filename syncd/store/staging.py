@@ -59,9 +59,6 @@ class StagedRead:
         # nothing is ever rolled back there: a read that fails is dropped whole, and the
         # cycle's transaction only reads the table
         conn.execute("PRAGMA temp.journal_mode = OFF")
-        # (a larger page cache for the temp database kept the staged pages in memory for the
-        # fold: ~0.05 s at 100k users, for +23 MB at the peak whether it was 16 or 32 MB;
-        # not worth the memory)
         # the pages go in within one transaction of their own, which touches only the temp
         # database (no lock on the store): committing each page wrote the temp file's pages
         # out every time (100k users: 0.3 -> 0.18 s; in memory instead, 1M users: +280 MB)
