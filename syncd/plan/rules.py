@@ -100,6 +100,7 @@ def r5_map_attributes(user: EntraUser, settings: PlanSettings) -> MappedUser | s
     upn = (user.user_principal_name or "").strip()
     if not upn:
         return f"user {user.id} has no userPrincipalName: skipped"
+    user_name = guest_upn(upn)
     if settings.email == "mail":
         email = (user.mail or "").strip()
         if not email:
@@ -107,8 +108,8 @@ def r5_map_attributes(user: EntraUser, settings: PlanSettings) -> MappedUser | s
     elif settings.email == "originalUserPrincipalName":
         email = upn
     else:
-        email = guest_upn(upn)
-    return MappedUser(user_name=guest_upn(upn), display_name=user.display_name, email=email)
+        email = user_name  # the default email follows the same guest rule as user_name
+    return MappedUser(user_name, user.display_name, email)
 
 
 # --------------------------------------------------------------------------- R8 names
