@@ -408,7 +408,8 @@ class TokenSource:
 
     def acquire(self, claims_challenge: str | None = None) -> str:
         """A valid access token, from msal's cache when it has one."""
-        pending, self._pending = self._pending, None
+        with self._lock:  # taken as prefetch() set it; waited for outside (its thread needs the lock)
+            pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()  # a refused credential fails here, once, as it failed there
         return self._acquire(claims_challenge)
