@@ -31,6 +31,7 @@ from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
 from .store.db import Store
+from .store.staging import Fold
 
 log = logging.getLogger("syncd.cycle")
 
@@ -175,14 +176,16 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 touched = scoped.touched_before(store, read, settings, stored_assignments)
             if on_demand:
                 _missing_on_demand(options, read, report)
-            store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments)
+            fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
             if not on_demand:
                 _drop_bulk(read)  # in the mirror now; the planner reads it from there
             held = False
             if not nothing_new:
-                held = _settle(store, settings, touched, report, options, on_demand, read)
+                held = _settle(store, settings, touched, report, options, on_demand, read, fold)
             else:
                 report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
+            if fold is not None:
+                fold.done()  # (done by now on every path that plans)
             report.status = _status(report, held)
             report.ended_at = now_iso()
             if options.dry_run:
@@ -214,17 +217,24 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
 
 def _settle(
     store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
-    options: CycleOptions, on_demand: bool, read: GraphRead,
+    options: CycleOptions, on_demand: bool, read: GraphRead, fold: Fold | None,
 ) -> bool:
-    """Plan, guard, apply and report (the plan's entries join ``report``). True when held."""
+    """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
+
+    ``fold``: the read's staged users, not in the mirror yet. A whole plan over a tenant
+    that needs no slices folds them while it plans; every other plan reads the mirror.
+    """
     approved = _approved(store) if options.approve_deactivations else None
+    if fold is not None and (touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS):
+        fold.done()
+        fold = None
     if touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
         universe = store.plan_universe(within_reach=settings.scope != "all")
         if len(universe) > SLICE_USERS:
             return _settle_in_slices(store, settings, universe, report, options, approved)
         del universe
     t1 = time.monotonic()
-    the_plan, directory = _plan(store, settings, touched, report)
+    the_plan, directory = _plan(store, settings, touched, report, fold)
     if on_demand:
         the_plan = restrict(the_plan, set(read.users), set(read.groups))
     held = apply_guards(the_plan, directory, settings, approved).held
@@ -380,8 +390,11 @@ def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphR
     return box["read"]  # type: ignore[return-value]
 
 
-def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport) -> tuple[Plan, Directory]:
-    """The plan over what the read touched when that is enough, else over everything."""
+def _plan(
+    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport, fold: Fold | None,
+) -> tuple[Plan, Directory]:
+    """The plan over what the read touched when that is enough, else over everything
+    (with ``fold``, folding the staged users into the mirror meanwhile)."""
     if touched is not None:
         entra, directory = scoped.scoped_views(store, touched, settings)
         the_plan = plan(entra, directory, settings)
@@ -396,8 +409,11 @@ def _plan(store: Store, settings: PlanSettings, touched: scoped.Touched | None, 
             return the_plan, directory
         # half the directory leaving: let the guards judge it on the whole picture
     directory = store.load_directory()
-    entra = store.load_entra_view(within_reach=settings.scope != "all")  # "all": every user is in scope
-    return plan(entra, directory, settings), directory
+    entra = store.load_entra_view(within_reach=settings.scope != "all", pending=fold)  # "all": every user is in scope
+    if fold is None:
+        return plan(entra, directory, settings), directory
+    with fold.alongside():  # the planner does no I/O: the connection is the fold's meanwhile
+        return plan(entra, directory, settings), directory
 
 
 def _nothing_new(store: Store, read: GraphRead, fingerprint: str, stored_assignments: dict[str, str]) -> bool:
