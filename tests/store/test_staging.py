@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +125,47 @@ def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
         assert not store.conn.in_transaction  # the cycle's transaction can begin
         assert [r[0] for r in fold(store, read)] == [IDS[1], IDS[2]]
         assert store.get_meta("written") == "during the read"
+
+
+def _view_users(view) -> dict:
+    return {uid: tuple(u) for uid, u in view.users.items()}
+
+
+@settings(max_examples=100, deadline=None)
+@given(read_pages=pages, assigned=st.sets(st.integers(0, len(IDS) - 1)), within_reach=st.booleans())
+def test_the_view_of_a_pending_fold_is_the_view_after_it(tmp_path_factory, read_pages, assigned, within_reach):
+    # cycle.py plans over the staged users while the fold runs: they must be the users
+    # the mirror holds once it is done (a user's last row, less the read's removals)
+    with Store(str(tmp_path_factory.mktemp("pending") / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        for events in read_pages:
+            sink.add(users_page(events))
+        read = sink.finish(GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned}))
+        with store.transaction():
+            fold = store.apply_read(read, fold_later=True)
+            assert (fold is None) == (read.users_staged == 0)
+            if fold is None:
+                return
+            assert not mirror(store)  # nothing of the staged users yet
+            pending = _view_users(store.load_entra_view(within_reach=within_reach, pending=fold))
+            with fold.alongside():
+                pass
+            assert pending == _view_users(store.load_entra_view(within_reach=within_reach))
+            assert {r[0] for r in mirror(store)} >= set(pending)
+
+
+def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        sink.add(users_page([(1, ("a", True))]))
+        read = sink.finish(GraphRead(full=True, assignments={}))
+        ran = []
+        with pytest.raises(sqlite3.OperationalError, match="staged_users"), store.transaction():
+            fold = store.apply_read(read, fold_later=True)
+            assert fold is not None
+            store.conn.execute("DROP TABLE temp.staged_users")
+            with fold.alongside():
+                ran.append("block")
+        assert ran == ["block"]  # the block ran to its end; the failure came after it
+        assert not mirror(store)  # rolled back
+        fold.done()  # it ran (and failed) once: not again
