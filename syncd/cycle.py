@@ -222,10 +222,13 @@ def _settle(
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
 
     ``fold``: the read's staged users, not in the mirror yet. A whole plan over a tenant
-    that needs no slices folds them while it plans; every other plan reads the mirror.
+    that needs no slices takes them as the read held them and folds them while it plans;
+    every other plan reads them from the mirror.
     """
     approved = _approved(store) if options.approve_deactivations else None
-    if fold is not None and (touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS):
+    if fold is not None and (
+        not fold.held or touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS
+    ):
         fold.done()
         fold = None
     if touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
@@ -360,6 +363,7 @@ def _drop_bulk(read: GraphRead) -> None:
     """Free a read's objects once they are in the mirror (~100 MB at 100k users)."""
     read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
     read.removed_users, read.removed_groups = set(), set()
+    read.staged_held = None  # (the Fold has them)
 
 
 def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
@@ -409,7 +413,9 @@ def _plan(
             return the_plan, directory
         # half the directory leaving: let the guards judge it on the whole picture
     directory = store.load_directory()
-    entra = store.load_entra_view(within_reach=settings.scope != "all", pending=fold)  # "all": every user is in scope
+    staged = fold.take_held() if fold is not None else None
+    entra = store.load_entra_view(within_reach=settings.scope != "all", staged=staged)  # "all": every user is in scope
+    del staged  # (those out of reach go now)
     if fold is None:
         return plan(entra, directory, settings), directory
     with fold.alongside():  # the planner does no I/O: the connection is the fold's meanwhile

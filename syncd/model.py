@@ -69,6 +69,9 @@ class GraphRead:
     # a full read's users may be streamed into the store instead of ``users``
     # (store.staging): how many rows wait there to be folded into the mirror
     users_staged: int = 0
+    # those users as the fold leaves them (id -> user), also held here when there were few
+    # enough (store.staging.HOLD_USERS); None otherwise
+    staged_held: dict[str, EntraUser] | None = None
 
     def __repr__(self) -> str:
         # short on purpose: libraries format a finished task's result into messages

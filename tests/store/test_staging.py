@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from syncd.errors import SourceError
 from syncd.model import EntraUser, GraphRead
 from syncd.source.pages import GraphPage, ReadAccumulator
+from syncd.store import staging
 from syncd.store.db import Store
 
 IDS = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
@@ -134,8 +135,8 @@ def _view_users(view) -> dict:
 @settings(max_examples=100, deadline=None)
 @given(read_pages=pages, assigned=st.sets(st.integers(0, len(IDS) - 1)), within_reach=st.booleans())
 def test_the_view_of_a_pending_fold_is_the_view_after_it(tmp_path_factory, read_pages, assigned, within_reach):
-    # cycle.py plans over the staged users while the fold runs: they must be the users
-    # the mirror holds once it is done (a user's last row, less the read's removals)
+    # cycle.py plans over the staged users the read held while the fold runs: they must be
+    # the users the mirror holds once it is done (a user's last row, less the read's removals)
     with Store(str(tmp_path_factory.mktemp("pending") / "s.db")) as store:
         sink = store.staged_read(full=True)
         for events in read_pages:
@@ -147,7 +148,8 @@ def test_the_view_of_a_pending_fold_is_the_view_after_it(tmp_path_factory, read_
             if fold is None:
                 return
             assert not mirror(store)  # nothing of the staged users yet
-            pending = _view_users(store.load_entra_view(within_reach=within_reach, pending=fold))
+            assert fold.held  # a handful of users: held in Python as well
+            pending = _view_users(store.load_entra_view(within_reach=within_reach, staged=fold.take_held()))
             with fold.alongside():
                 pass
             assert pending == _view_users(store.load_entra_view(within_reach=within_reach))
@@ -169,3 +171,18 @@ def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_pat
         assert ran == ["block"]  # the block ran to its end; the failure came after it
         assert not mirror(store)  # rolled back
         fold.done()  # it ran (and failed) once: not again
+
+
+def test_past_hold_users_the_staged_users_are_not_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "HOLD_USERS", 2)
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
+        sink.add(users_page([(3, ("a", True))]))  # the third: past the limit, none stay held
+        read = sink.finish(GraphRead(full=True, assignments={}))
+        assert read.users_staged == 3 and read.staged_held is None
+        with store.transaction():
+            fold = store.apply_read(read, fold_later=True)
+            assert fold is not None and not fold.held and fold.take_held() is None
+            fold.done()
+        assert [r[0] for r in mirror(store)] == IDS[1:4]
