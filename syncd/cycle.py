@@ -222,12 +222,12 @@ def _settle(
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
 
     ``fold``: the read's staged users, not in the mirror yet. A whole plan over a tenant
-    that needs no slices takes them as the read held them and folds them while it plans;
-    every other plan reads them from the mirror.
+    that needs no slices takes the read's view of Entra (``Fold.take_view``) and folds
+    them while it plans; every other plan reads the mirror.
     """
     approved = _approved(store) if options.approve_deactivations else None
     if fold is not None and (
-        not fold.held or touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS
+        not fold.has_view or touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS
     ):
         fold.done()
         fold = None
@@ -413,9 +413,15 @@ def _plan(
             return the_plan, directory
         # half the directory leaving: let the guards judge it on the whole picture
     directory = store.load_directory()
-    staged = fold.take_held() if fold is not None else None
-    entra = store.load_entra_view(within_reach=settings.scope != "all", staged=staged)  # "all": every user is in scope
-    del staged  # (those out of reach go now)
+    within_reach = settings.scope != "all"  # "all": every user is in scope
+    read_view = fold.take_view() if fold is not None else None
+    if read_view is None:
+        entra = store.load_entra_view(within_reach=within_reach)
+    elif within_reach:
+        entra = read_view.within_reach(u.entra_id for u in directory.users.values() if u.entra_id)
+    else:
+        entra = read_view
+    del read_view  # (the users out of reach go now)
     if fold is None:
         return plan(entra, directory, settings), directory
     with fold.alongside():  # the planner does no I/O: the connection is the fold's meanwhile

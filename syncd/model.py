@@ -8,7 +8,7 @@ tested without a network or a database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -70,7 +70,8 @@ class GraphRead:
     # (store.staging): how many rows wait there to be folded into the mirror
     users_staged: int = 0
     # those users as the fold leaves them (id -> user), also held here when there were few
-    # enough (store.staging.HOLD_USERS); None otherwise
+    # enough (store.staging.HOLD_USERS); None otherwise (Store.apply_read makes the whole
+    # read's EntraView of them, store.staging.Fold)
     staged_held: dict[str, EntraUser] | None = None
 
     def __repr__(self) -> str:
@@ -91,6 +92,16 @@ class EntraView:
     groups: dict[str, EntraGroup]
     members: dict[str, dict[str, MemberType]]  # group id -> {member id: type} (direct)
     assignments: dict[str, PrincipalType]
+
+    def within_reach(self, linked: Iterable[str]) -> EntraView:
+        """Only the users assigned, in some group, or linked to a local user (``linked``):
+        all a plan can touch unless scope is "all" (``Store.load_entra_view``)."""
+        reach = set(self.assignments)
+        reach.update(linked)
+        for members in self.members.values():
+            reach.update(members)
+        users = {uid: u for uid, u in self.users.items() if uid in reach}
+        return EntraView(users=users, groups=self.groups, members=self.members, assignments=self.assignments)
 
 
 # --------------------------------------------------------------------------- local side

@@ -158,8 +158,7 @@ class Store:
         return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
 
     def load_entra_view(
-        self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False,
-        staged: dict[str, EntraUser] | None = None,
+        self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False
     ) -> EntraView:
         """The mirror of Entra; with ``users``, only those users and their memberships (and
         the groups' nesting).
@@ -169,19 +168,10 @@ class Store:
         local user. Every other Entra user is out of scope
         and unknown locally, so no rule looks at it; a tenant assigning a few groups holds
         far more of those than users in scope (100k users, 40k in scope: 0.8 -> 0.35 s).
-
-        ``staged``: every user of a full read whose fold is pending (``Fold.take_held``),
-        taken instead of the mirror's.
         """
         if users is None:
-            if staged is None:
-                sql = ENTRA_USER_SQL + (_WITHIN_REACH if within_reach else "")
-                users = {r[0]: entra_user(r) for r in self.conn.execute(sql)}
-            elif within_reach:
-                reach = {r[0] for r in self.conn.execute(_REACH_SQL)}
-                users = {uid: u for uid, u in staged.items() if uid in reach}
-            else:
-                users = staged
+            sql = ENTRA_USER_SQL + (_WITHIN_REACH if within_reach else "")
+            users = {r[0]: entra_user(r) for r in self.conn.execute(sql)}
             member_rows: Iterable[tuple] = self.conn.execute("SELECT group_id, member_id, member_type FROM entra_members")
         else:
             member_rows = select_in(
@@ -241,7 +231,7 @@ class Store:
 
         ``fold_later``: a read with staged users leaves them (and its removals) out, and
         returns the ``Fold`` that puts them in: until it is done, ``entra_users`` is
-        missing them (``load_entra_view(staged=...)`` takes them from the read instead).
+        missing them (``Fold.take_view`` has the read's view of Entra instead).
         """
         c = self.conn
         if read.full and not on_demand:
@@ -251,7 +241,7 @@ class Store:
             "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
             read.users.values(),  # EntraUser is a named tuple in the column order
         )
-        fold = Fold(c, read.removed_users, read.staged_held) if read.users_staged else None
+        fold = Fold(c, read) if read.users_staged else None
         if fold is None:
             c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         elif not fold_later:
@@ -292,10 +282,6 @@ ENTRA_USER_SQL = "SELECT id, upn, display_name, mail, enabled, user_type FROM en
 _WITHIN_REACH = (
     " WHERE id IN (SELECT principal_id FROM entra_assignments) OR id IN (SELECT member_id FROM entra_members)"
     " OR id IN (SELECT entra_id FROM users WHERE entra_id IS NOT NULL)"
-)
-_REACH_SQL = (
-    "SELECT principal_id FROM entra_assignments UNION SELECT member_id FROM entra_members"
-    " UNION SELECT entra_id FROM users WHERE entra_id IS NOT NULL"
 )
 LOCAL_USER_SQL = "SELECT id, entra_id, user_name, display_name, email, status, managed FROM users"
 _UNIVERSE_SQL = "SELECT id FROM entra_users{} UNION SELECT entra_id FROM users WHERE entra_id IS NOT NULL ORDER BY 1"

@@ -11,10 +11,11 @@ read that fails leaves only the temp table, which the next read (or closing the
 connection) drops: nothing reaches the mirror (R14).
 
 Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_held``):
-the planner then takes them from there instead of reading them back. The fold is
-SQLite's work alone, and sqlite3 lets go of the GIL while a statement runs, so ``Fold``
-runs it on a helper thread while the planner, pure Python with no I/O, plans. 100k users:
-the fold's ~0.35 s and the ~0.35 s of reading them back no longer count.
+the planner then takes the read's view of Entra as the mirror will hold it (``Fold.view``)
+instead of reading it back. The fold is SQLite's work alone, and sqlite3 lets go of the
+GIL while a statement runs, so ``Fold`` runs it on a helper thread while the planner,
+pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the ~0.35 s of reading
+the mirror back no longer count.
 
 Everything else (assignments, groups and members, and every page of an incremental read)
 is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulator``.
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import SourceError
-from ..model import EntraUser, GraphRead
+from ..model import EntraUser, EntraView, GraphRead
 from ..source.pages import GraphPage, ReadAccumulator
 
 _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
@@ -156,22 +157,30 @@ class Fold:
     ``alongside()`` runs it on a helper thread for the length of a ``with`` block: inside
     it, nothing may use the connection (sqlite3 does not serialize one connection's
     statements across threads). ``done()`` runs it here, if it has not run.
-    ``take_held()`` hands over the users as the fold leaves them, if they were held.
+    ``take_view()`` hands over the mirror's view of Entra as the read leaves it (as
+    ``Store.load_entra_view`` would read it back), if the read held its users.
     """
 
-    def __init__(self, conn: sqlite3.Connection, removed_users: set[str], held: dict[str, EntraUser] | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, read: GraphRead) -> None:
         self._conn = conn
-        self._removed = list(removed_users)
-        self._held = held
+        self._removed = list(read.removed_users)
+        # (not when some users came another way: a reader that does not stream, in tests)
+        self._view = None if read.staged_held is None or read.users else EntraView(
+            users=read.staged_held,
+            groups=read.groups,
+            # the mirror keeps no row for a group without members
+            members={gid: members for gid, members in read.members_added.items() if members},
+            assignments=read.assignments,
+        )
         self._ran = False
 
     @property
-    def held(self) -> bool:
-        return self._held is not None
+    def has_view(self) -> bool:
+        return self._view is not None
 
-    def take_held(self) -> dict[str, EntraUser] | None:
-        held, self._held = self._held, None  # the caller keeps what it needs, not all of them
-        return held
+    def take_view(self) -> EntraView | None:
+        view, self._view = self._view, None  # the caller keeps what it needs, not all of it
+        return view
 
     def _run(self) -> None:
         self._conn.execute(FOLD_SQL)  # the temp table stays: only the read writes it, in its own transaction

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.errors import SourceError
-from syncd.model import EntraUser, GraphRead
+from syncd.model import EntraGroup, EntraUser, GraphRead
 from syncd.source.pages import GraphPage, ReadAccumulator
 from syncd.store import staging
 from syncd.store.db import Store
@@ -128,32 +128,80 @@ def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
         assert store.get_meta("written") == "during the read"
 
 
-def _view_users(view) -> dict:
-    return {uid: tuple(u) for uid, u in view.users.items()}
+GIDS = [f"10000000-0000-0000-0000-{i:012d}" for i in range(4)]
+
+# one groups event: (group index, None = removed | (name or None = a slice with members
+# only, [(user index, added?)]))
+group_event = st.tuples(
+    st.integers(0, len(GIDS) - 1),
+    st.none() | st.tuples(st.none() | st.sampled_from(["g", "h"]), st.lists(st.tuples(st.integers(0, len(IDS) - 1), st.booleans()), max_size=4)),
+)
 
 
-@settings(max_examples=100, deadline=None)
-@given(read_pages=pages, assigned=st.sets(st.integers(0, len(IDS) - 1)), within_reach=st.booleans())
-def test_the_view_of_a_pending_fold_is_the_view_after_it(tmp_path_factory, read_pages, assigned, within_reach):
-    # cycle.py plans over the staged users the read held while the fold runs: they must be
-    # the users the mirror holds once it is done (a user's last row, less the read's removals)
+def groups_page(events) -> GraphPage:
+    page = GraphPage("groups")
+    for i, what in events:
+        gid = GIDS[i]
+        if what is None:
+            page.removed_groups.append(gid)
+            continue
+        name, members = what
+        page.group_ids.append(gid)
+        if name is not None:
+            page.groups.append(EntraGroup(gid, f"{name}{i}", True))
+        added = page.members_added.setdefault(gid, {})
+        removed = page.members_removed.setdefault(gid, set())
+        for m, present in members:
+            if present:
+                removed.discard(IDS[m])
+                added[IDS[m]] = "user"
+            else:
+                added.pop(IDS[m], None)
+                removed.add(IDS[m])
+    return page
+
+
+def _comparable(view) -> tuple:
+    return ({uid: tuple(u) for uid, u in view.users.items()}, view.groups, view.members, view.assignments)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    read_pages=pages, group_pages=st.lists(st.lists(group_event, max_size=4), max_size=4),
+    assigned=st.sets(st.integers(0, len(IDS) - 1)), linked=st.sets(st.integers(0, len(IDS) - 1)), within_reach=st.booleans(),
+)
+def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
+    tmp_path_factory, read_pages, group_pages, assigned, linked, within_reach,
+):
+    # cycle.py plans over the read's view of Entra while the fold runs: it must be what
+    # load_entra_view reads once the read is in the mirror (a user's last row, less the
+    # read's removals; the groups and members as apply_read leaves them)
     with Store(str(tmp_path_factory.mktemp("pending") / "s.db")) as store:
+        for i in sorted(linked):  # local users linked to Entra ones: within reach too
+            store.conn.execute(
+                "INSERT INTO users (entra_id, user_name, status, managed, created_at, updated_at) VALUES (?, ?, 'active', 1, 'x', 'x')",
+                (IDS[i], f"local{i}"),
+            )
         sink = store.staged_read(full=True)
         for events in read_pages:
             sink.add(users_page(events))
-        read = sink.finish(GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned}))
+        for events in group_pages:
+            sink.add(groups_page(events))
+        read = sink.finish(GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned} | {GIDS[0]: "Group"}))
         with store.transaction():
             fold = store.apply_read(read, fold_later=True)
             assert (fold is None) == (read.users_staged == 0)
             if fold is None:
                 return
             assert not mirror(store)  # nothing of the staged users yet
-            assert fold.held  # a handful of users: held in Python as well
-            pending = _view_users(store.load_entra_view(within_reach=within_reach, staged=fold.take_held()))
+            assert fold.has_view  # a handful of users: held in Python as well
+            view = fold.take_view()
+            assert view is not None and fold.take_view() is None  # handed over once
+            if within_reach:
+                view = view.within_reach(IDS[i] for i in linked)
             with fold.alongside():
                 pass
-            assert pending == _view_users(store.load_entra_view(within_reach=within_reach))
-            assert {r[0] for r in mirror(store)} >= set(pending)
+            assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
 def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
@@ -183,6 +231,6 @@ def test_past_hold_users_the_staged_users_are_not_held(tmp_path, monkeypatch):
         assert read.users_staged == 3 and read.staged_held is None
         with store.transaction():
             fold = store.apply_read(read, fold_later=True)
-            assert fold is not None and not fold.held and fold.take_held() is None
+            assert fold is not None and not fold.has_view and fold.take_view() is None
             fold.done()
         assert [r[0] for r in mirror(store)] == IDS[1:4]
