@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -43,8 +44,9 @@ def fold(store: Store, read: GraphRead) -> list[tuple]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5))
-def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after):
+@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5), hold=st.sampled_from([0, 3, 100_000]))
+def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after, hold):
+    # hold: all the users held, all in the temp table, or held until the fourth, then spilled
     tmp = tmp_path_factory.mktemp("staging")
     held, staged = Store(str(tmp / "held.db")), Store(str(tmp / "staged.db"))
     try:
@@ -55,16 +57,18 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
             fold(store, acc.finish())
 
         acc = ReadAccumulator(full=True)
-        sink = staged.staged_read(full=True)
-        for n, events in enumerate(read_pages):
-            if n == reset_after:  # an expired link: what came before is dropped
-                acc = ReadAccumulator(full=True)
-                sink.add(GraphPage("reset"))
-            acc.add(users_page(events))
-            sink.add(users_page(events))
-        streamed = sink.finish(GraphRead(full=True, assignments={}))
+        with patch.object(staging, "HOLD_USERS", hold):
+            sink = staged.staged_read(full=True)
+            for n, events in enumerate(read_pages):
+                if n == reset_after:  # an expired link: what came before is dropped
+                    acc = ReadAccumulator(full=True)
+                    sink.add(GraphPage("reset"))
+                acc.add(users_page(events))
+                sink.add(users_page(events))
+            streamed = sink.finish(GraphRead(full=True, assignments={}))
 
-        assert not streamed.users  # none held in Python
+        assert not streamed.users  # none come back the accumulator's way
+        assert (streamed.staged_held is not None) == (0 < streamed.users_staged <= hold)
         start = reset_after if reset_after is not None and reset_after < len(read_pages) else 0
         assert streamed.users_staged == sum(what is not None for events in read_pages[start:] for _, what in events)
         assert fold(staged, streamed) == fold(held, acc.finish())
@@ -101,7 +105,8 @@ def test_a_non_streaming_reader_keeps_its_users(tmp_path):
         assert [r[0] for r in fold(store, read)] == [IDS[3]]
 
 
-def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
+def test_an_abandoned_read_never_touches_the_store_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # every user goes to the temp table
     with Store(str(tmp_path / "s.db")) as store:
         sink = store.staged_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
@@ -112,7 +117,8 @@ def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
         assert staged == [(IDS[1],)]
 
 
-def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
+def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # every user goes to the temp table
     path = str(tmp_path / "s.db")
     with Store(path) as store, Store(path) as other:
         sink = store.staged_read(full=True)
@@ -204,7 +210,8 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
             assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
-def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
+def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # the fold reads the temp table, which goes
     with Store(str(tmp_path / "s.db")) as store:
         sink = store.staged_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
