@@ -66,11 +66,12 @@ class GraphRead:
     delta_links: dict[str, str] = field(default_factory=dict)
     graph_requests: int = 0
     throttled: int = 0
-    # a full read's users may be streamed to the store instead of ``users``
-    # (store.staging): how many user rows it streamed, to be folded into the mirror
+    # a full read's users may be streamed into the store instead of ``users``
+    # (store.staging): how many rows wait there to be folded into the mirror
     users_staged: int = 0
-    # those users as the fold leaves them (id -> user) when few enough to be held
-    # (store.staging.HOLD_USERS); None when they wait in the store's temp table
+    # those users as the fold leaves them (id -> user), also held here when there were few
+    # enough (store.staging.HOLD_USERS); None otherwise (Store.apply_read makes the whole
+    # read's EntraView of them, store.staging.Fold)
     staged_held: dict[str, EntraUser] | None = None
 
     def __repr__(self) -> str:

@@ -1,24 +1,21 @@
-"""A full read's users: held while they are few, else in a temp table as pages arrive.
+"""A full read's users go to a temp table as their pages arrive, not into Python objects.
 
 A full read carries every user of the tenant, assigned or not: 1M users held as
-``EntraUser`` objects cost ~400 MB before the planner has looked at one of them. Up to
-``HOLD_USERS`` (100k), ``StagedRead`` holds them (one per id, the last occurrence, the
-read's removals out: what the mirror will hold); past it, it writes them and every later
-users page into ``temp.staged_users`` (outside the cycle's transaction: temp tables are
-private to the connection, need no lock on the store and no fsync).
+``EntraUser`` objects cost ~400 MB before the planner has looked at one of them. The
+mirror is where they end up anyway, so ``StagedRead`` writes each users page into
+``temp.staged_users`` during the read (outside the cycle's transaction: temp tables are
+private to the connection, need no lock on the store and no fsync), and
+``Store.apply_read`` folds that table into ``entra_users`` inside the transaction with one
+``INSERT … SELECT`` in key order (the removals follow it, from ``read.removed_users``). A
+read that fails leaves only the temp table, which the next read (or closing the
+connection) drops: nothing reaches the mirror (R14).
 
-``Store.apply_read`` returns the ``Fold`` that puts them into ``entra_users`` inside the
-transaction: one ``INSERT … SELECT`` in key order, from the temp table or from the held
-users as one JSON array (the removals follow it, from ``read.removed_users``). A read
-that fails leaves only the temp table, which the next read (or closing the connection)
-drops: nothing reaches the mirror (R14).
-
-When the users were held, the planner takes the read's view of Entra as the mirror will
-hold it (``Fold.take_view``) instead of reading it back, and the fold, SQLite's work
-alone (sqlite3 lets go of the GIL while a statement runs), runs on a helper thread while
-the planner, pure Python with no I/O, plans. 100k users: the read no longer spends ~0.3 s
-writing the temp table, and the fold (~0.35 s) and reading the mirror back (~0.4 s) no
-longer count.
+Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_held``):
+the planner then takes the read's view of Entra as the mirror will hold it (``Fold.view``)
+instead of reading it back. The fold is SQLite's work alone, and sqlite3 lets go of the
+GIL while a statement runs, so ``Fold`` runs it on a helper thread while the planner,
+pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the ~0.35 s of reading
+the mirror back no longer count.
 
 Everything else (assignments, groups and members, and every page of an incremental read)
 is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulator``.
@@ -31,8 +28,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import orjson
-
 from ..errors import SourceError
 from ..model import EntraUser, EntraView, GraphRead
 from ..source.pages import GraphPage, ReadAccumulator
@@ -43,19 +38,12 @@ _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 # seq) order); rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is
 # filled by appending instead of by inserts at random places in its B-tree. 100k users:
 # 0.25 s (a row_number() window picking the latest row first: 0.8 s)
-# a full read's users held in Python rather than in the temp table, at most (~40 MB at
-# 100k); past it they all go to the table and the plan reads them from the mirror
-# (cycle.SLICE_USERS plans a tenant that large in slices anyway)
+# a full read's users held in Python beside the temp table, at most (~40 MB at 100k);
+# past it they are dropped and the plan reads them from the mirror (cycle.SLICE_USERS
+# plans a tenant that large in slices anyway)
 HOLD_USERS = 100_000
 
 FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
-# the held users (one of each, removals out) as one JSON array of rows: SQLite takes them
-# apart itself, so the whole fold runs without the GIL (executemany binds each row with
-# it). 100k users: 0.08 s to encode, then ~0.5 s on the fold's thread
-HELD_FOLD_SQL = (
-    f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT value ->> 0, value ->> 1, value ->> 2,"
-    " value ->> 3, value ->> 4, value ->> 5 FROM json_each(?) ORDER BY 1"
-)
 
 
 class StagedRead:
@@ -76,8 +64,7 @@ class StagedRead:
         self._abandoned = False
         # users a full read removed after (or without) staging them; rare, so kept here
         self._removed: set[str] = set()
-        # the staged users as the fold will leave them, while there are few enough: until
-        # then the table stays empty (and the read spends nothing on it)
+        # the staged users as the fold will leave them, while there are few enough
         self._held: dict[str, EntraUser] | None = {}
         conn.execute("DROP TABLE IF EXISTS temp.staged_users")
         conn.execute(
@@ -115,26 +102,21 @@ class StagedRead:
         if self._removed:
             self._removed.difference_update(u.id for u in page.users)
         self._removed.update(page.removed_users)
-        self._staged += len(page.users)
-        held = self._held
-        if held is not None and self._staged <= HOLD_USERS:
-            held.update((u.id, u) for u in page.users)
-            for uid in page.removed_users:
-                held.pop(uid, None)
-            return
-        if held is not None:  # one too many: what was held goes to the table first
-            self._held = None
-            self._insert(list(held.values()))
-        self._insert(page.users)
-
-    def _insert(self, users: list[EntraUser]) -> None:
         if not self._open:
             self._conn.execute("BEGIN")
             self._open = True
         # an EntraUser is a named tuple in the table's column order: it is the row. sqlite3
         # binds an exact tuple faster than a subclass of one (100k rows: ~0.5 -> ~0.4 s of
         # CPU in a microbenchmark); the copy costs less than that
-        self._conn.executemany(f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", map(tuple, users))
+        self._conn.executemany(f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", map(tuple, page.users))
+        self._staged += len(page.users)
+        if self._held is not None:
+            if self._staged > HOLD_USERS:
+                self._held = None
+            else:
+                self._held.update((u.id, u) for u in page.users)
+                for uid in page.removed_users:
+                    self._held.pop(uid, None)
 
     def abandon(self) -> None:
         with self._lock:
@@ -182,7 +164,6 @@ class Fold:
     def __init__(self, conn: sqlite3.Connection, read: GraphRead) -> None:
         self._conn = conn
         self._removed = list(read.removed_users)
-        self._held = read.staged_held  # None: they are in the temp table
         # (not when some users came another way: a reader that does not stream, in tests)
         self._view = None if read.staged_held is None or read.users else EntraView(
             users=read.staged_held,
@@ -202,11 +183,7 @@ class Fold:
         return view
 
     def _run(self) -> None:
-        held, self._held = self._held, None
-        if held is None:
-            self._conn.execute(FOLD_SQL)  # the temp table stays: only the read writes it, in its own transaction
-        else:
-            self._conn.execute(HELD_FOLD_SQL, (orjson.dumps(list(map(tuple, held.values()))),))
+        self._conn.execute(FOLD_SQL)  # the temp table stays: only the read writes it, in its own transaction
         self._conn.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in self._removed))
 
     def done(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -44,9 +43,8 @@ def fold(store: Store, read: GraphRead) -> list[tuple]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5), hold=st.sampled_from([0, 3, 100_000]))
-def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after, hold):
-    # hold: all the users held, all in the temp table, or held until the fourth, then spilled
+@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5))
+def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after):
     tmp = tmp_path_factory.mktemp("staging")
     held, staged = Store(str(tmp / "held.db")), Store(str(tmp / "staged.db"))
     try:
@@ -57,18 +55,16 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
             fold(store, acc.finish())
 
         acc = ReadAccumulator(full=True)
-        with patch.object(staging, "HOLD_USERS", hold):
-            sink = staged.staged_read(full=True)
-            for n, events in enumerate(read_pages):
-                if n == reset_after:  # an expired link: what came before is dropped
-                    acc = ReadAccumulator(full=True)
-                    sink.add(GraphPage("reset"))
-                acc.add(users_page(events))
-                sink.add(users_page(events))
-            streamed = sink.finish(GraphRead(full=True, assignments={}))
+        sink = staged.staged_read(full=True)
+        for n, events in enumerate(read_pages):
+            if n == reset_after:  # an expired link: what came before is dropped
+                acc = ReadAccumulator(full=True)
+                sink.add(GraphPage("reset"))
+            acc.add(users_page(events))
+            sink.add(users_page(events))
+        streamed = sink.finish(GraphRead(full=True, assignments={}))
 
-        assert not streamed.users  # none come back the accumulator's way
-        assert (streamed.staged_held is not None) == (0 < streamed.users_staged <= hold)
+        assert not streamed.users  # none held in Python
         start = reset_after if reset_after is not None and reset_after < len(read_pages) else 0
         assert streamed.users_staged == sum(what is not None for events in read_pages[start:] for _, what in events)
         assert fold(staged, streamed) == fold(held, acc.finish())
@@ -105,8 +101,7 @@ def test_a_non_streaming_reader_keeps_its_users(tmp_path):
         assert [r[0] for r in fold(store, read)] == [IDS[3]]
 
 
-def test_an_abandoned_read_never_touches_the_store_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # every user goes to the temp table
+def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
         sink = store.staged_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
@@ -117,8 +112,7 @@ def test_an_abandoned_read_never_touches_the_store_again(tmp_path, monkeypatch):
         assert staged == [(IDS[1],)]
 
 
-def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # every user goes to the temp table
+def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
     path = str(tmp_path / "s.db")
     with Store(path) as store, Store(path) as other:
         sink = store.staged_read(full=True)
@@ -210,8 +204,7 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
             assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
-def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "HOLD_USERS", 0)  # the fold reads the temp table, which goes
+def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
         sink = store.staged_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
