@@ -178,7 +178,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 _missing_on_demand(options, read, report)
             fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
             if not on_demand:
-                _drop_bulk(read)  # in the mirror now; the planner reads it from there
+                _drop_bulk(read)  # in the mirror now (or in the fold's view); the planner reads it from there
             held = False
             if not nothing_new:
                 held = _settle(store, settings, touched, report, options, on_demand, read, fold)

@@ -70,8 +70,7 @@ class GraphRead:
     # (store.staging): how many rows wait there to be folded into the mirror
     users_staged: int = 0
     # those users as the fold leaves them (id -> user), also held here when there were few
-    # enough (store.staging.HOLD_USERS); None otherwise (Store.apply_read makes the whole
-    # read's EntraView of them, store.staging.Fold)
+    # enough (store.staging.HOLD_USERS); None otherwise
     staged_held: dict[str, EntraUser] | None = None
 
     def __repr__(self) -> str:

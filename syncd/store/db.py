@@ -157,9 +157,7 @@ class Store:
         invites = dict(self.conn.execute("SELECT id, email FROM invites WHERE status = 'open'").fetchall())
         return Directory(users=users, groups=groups, members=members, enabled=self.enabled, invites=invites)
 
-    def load_entra_view(
-        self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False
-    ) -> EntraView:
+    def load_entra_view(self, users: dict[str, EntraUser] | None = None, *, within_reach: bool = False) -> EntraView:
         """The mirror of Entra; with ``users``, only those users and their memberships (and
         the groups' nesting).
 

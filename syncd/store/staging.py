@@ -11,8 +11,8 @@ read that fails leaves only the temp table, which the next read (or closing the
 connection) drops: nothing reaches the mirror (R14).
 
 Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_held``):
-the planner then takes the read's view of Entra as the mirror will hold it (``Fold.view``)
-instead of reading it back. The fold is SQLite's work alone, and sqlite3 lets go of the
+the planner then takes the read's view of Entra as the mirror will hold it
+(``Fold.take_view``) instead of reading it back. The fold is SQLite's work alone, and sqlite3 lets go of the
 GIL while a statement runs, so ``Fold`` runs it on a helper thread while the planner,
 pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the ~0.35 s of reading
 the mirror back no longer count.
@@ -38,12 +38,12 @@ _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 # seq) order); rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is
 # filled by appending instead of by inserts at random places in its B-tree. 100k users:
 # 0.25 s (a row_number() window picking the latest row first: 0.8 s)
+FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
+
 # a full read's users held in Python beside the temp table, at most (~40 MB at 100k);
 # past it they are dropped and the plan reads them from the mirror (cycle.SLICE_USERS
 # plans a tenant that large in slices anyway)
 HOLD_USERS = 100_000
-
-FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
 
 
 class StagedRead:
