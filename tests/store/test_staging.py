@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -43,8 +44,9 @@ def fold(store: Store, read: GraphRead) -> list[tuple]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5))
-def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after):
+@given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5), per_insert=st.sampled_from([1, 2, 100]))
+def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after, per_insert):
+    # per_insert: rows per INSERT statement (and the rest of a page one by one)
     tmp = tmp_path_factory.mktemp("staging")
     held, staged = Store(str(tmp / "held.db")), Store(str(tmp / "staged.db"))
     try:
@@ -55,14 +57,15 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
             fold(store, acc.finish())
 
         acc = ReadAccumulator(full=True)
-        sink = staged.staged_read(full=True)
-        for n, events in enumerate(read_pages):
-            if n == reset_after:  # an expired link: what came before is dropped
-                acc = ReadAccumulator(full=True)
-                sink.add(GraphPage("reset"))
-            acc.add(users_page(events))
-            sink.add(users_page(events))
-        streamed = sink.finish(GraphRead(full=True, assignments={}))
+        with patch.object(staging, "ROWS_PER_INSERT", per_insert):
+            sink = staged.staged_read(full=True)
+            for n, events in enumerate(read_pages):
+                if n == reset_after:  # an expired link: what came before is dropped
+                    acc = ReadAccumulator(full=True)
+                    sink.add(GraphPage("reset"))
+                acc.add(users_page(events))
+                sink.add(users_page(events))
+            streamed = sink.finish(GraphRead(full=True, assignments={}))
 
         assert not streamed.users  # none held in Python
         start = reset_after if reset_after is not None and reset_after < len(read_pages) else 0
