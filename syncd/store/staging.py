@@ -1,4 +1,4 @@
-"""A full read's users go to a temp table as their pages arrive, not into Python objects.
+"""A full read's users go to a temp table as their pages arrive (and, while few, are held).
 
 A full read carries every user of the tenant, assigned or not: 1M users held as
 ``EntraUser`` objects cost ~400 MB before the planner has looked at one of them. The
@@ -12,10 +12,10 @@ connection) drops: nothing reaches the mirror (R14).
 
 Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_held``):
 the planner then takes the read's view of Entra as the mirror will hold it
-(``Fold.take_view``) instead of reading it back. The fold is SQLite's work alone, and sqlite3 lets go of the
-GIL while a statement runs, so ``Fold`` runs it on a helper thread while the planner,
-pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the ~0.35 s of reading
-the mirror back no longer count.
+(``Fold.take_view``) instead of reading it back. The fold is SQLite's work alone, and
+sqlite3 lets go of the GIL while a statement runs, so ``Fold`` runs it on a helper thread
+while the planner, pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the
+~0.35 s of reading the mirror back no longer count.
 
 Everything else (assignments, groups and members, and every page of an incremental read)
 is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulator``.
@@ -111,8 +111,8 @@ class StagedRead:
             self._open = True
         # an EntraUser is a named tuple in the table's column order: it is the row, and
         # ROWS_PER_INSERT of them, chained, are one statement's parameters. The read is
-        # CPU-bound: one row per statement cost ~35% more (100k rows: 0.52 vs 0.27-0.40 s
-        # in a microbenchmark), in statement overhead
+        # CPU-bound: one row per statement cost ~35% more in statement overhead (100k rows:
+        # 0.38-0.50 s against 0.24-0.35 s, microbenchmark)
         users, k = page.users, ROWS_PER_INSERT
         whole = len(users) - len(users) % k
         if whole:
