@@ -227,7 +227,7 @@ def _settle(
     """
     approved = _approved(store) if options.approve_deactivations else None
     if fold is not None and (
-        not fold.has_view or touched is not None or on_demand or store.plan_universe_bound() + read.users_staged > SLICE_USERS
+        not fold.has_view or touched is not None or on_demand or fold.universe_bound(store.linked_entra_ids()) > SLICE_USERS
     ):
         fold.done()
         fold = None

@@ -203,6 +203,10 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    def linked_entra_ids(self) -> set[str]:
+        """The Entra ids local users are linked to."""
+        return {r[0] for r in self.conn.execute("SELECT entra_id FROM users WHERE entra_id IS NOT NULL")}
+
     def administrators(self) -> dict[int, LocalUser]:
         """The members of Administrators (the guards' R12 looks at them)."""
         sql = LOCAL_USER_SQL + " WHERE id IN (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id WHERE g.name = ?)"

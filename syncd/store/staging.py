@@ -188,6 +188,12 @@ class Fold:
     def has_view(self) -> bool:
         return self._view is not None
 
+    def universe_bound(self, linked: set[str]) -> int:
+        """At least as many users as a whole plan over the view acts on (``Store.plan_universe``):
+        the read's users and the Entra ids local users are linked to (``linked``)."""
+        users = self._view.users if self._view is not None else {}
+        return len(users) + len(linked.difference(users))
+
     def take_view(self) -> EntraView | None:
         view, self._view = self._view, None  # the caller keeps what it needs, not all of it
         return view

@@ -237,3 +237,21 @@ def test_past_hold_users_the_staged_users_are_not_held(tmp_path, monkeypatch):
             assert fold is not None and not fold.has_view and fold.take_view() is None
             fold.done()
         assert [r[0] for r in mirror(store)] == IDS[1:4]
+
+
+def test_a_folds_universe_bound_counts_the_read_and_the_linked_users_once(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        sink = store.staged_read(full=True)
+        sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
+        read = sink.finish(GraphRead(full=True, assignments={}))
+        with store.transaction():
+            fold = store.apply_read(read, fold_later=True)
+            assert fold is not None
+            store.conn.execute(
+                "INSERT INTO users (entra_id, user_name, status, managed, created_at, updated_at) VALUES (?, 'l', 'active', 1, 'x', 'x')",
+                (IDS[5],),
+            )
+            linked = store.linked_entra_ids()
+            assert linked == {IDS[5]}
+            assert fold.universe_bound(linked | {IDS[2]}) == 3  # 1, 2 and 5
+            fold.done()
