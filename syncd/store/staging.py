@@ -23,6 +23,7 @@ is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulat
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,12 @@ FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUM
 
 # staged rows per INSERT statement (600 parameters; SQLite allows 32766)
 ROWS_PER_INSERT = 100
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+
 
 # a full read's users held in Python beside the temp table, at most (~40 MB at 100k);
 # past it they are dropped and the plan reads them from the mirror (cycle.SLICE_USERS
@@ -116,9 +123,8 @@ class StagedRead:
         users, k = page.users, ROWS_PER_INSERT
         whole = len(users) - len(users) % k
         if whole:
-            sql = f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * k)
-            self._conn.executemany(sql, (tuple(chain.from_iterable(users[i : i + k])) for i in range(0, whole, k)))
-        self._conn.executemany(f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", map(tuple, users[whole:]))
+            self._conn.executemany(_insert_sql(k), (tuple(chain.from_iterable(users[i : i + k])) for i in range(0, whole, k)))
+        self._conn.executemany(_insert_sql(1), map(tuple, users[whole:]))
         self._staged += len(page.users)
         if self._held is not None:
             if self._staged > HOLD_USERS:
