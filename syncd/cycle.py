@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
 from .lock import cycle_lock
-from .model import Change, Directory, GraphRead, Plan
+from .model import Change, Directory, EntraView, GraphRead, Plan
 from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
@@ -222,22 +222,22 @@ def _settle(
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
 
     ``fold``: the read's staged users, not in the mirror yet. A whole plan over a tenant
-    that needs no slices takes the read's view of Entra (``Fold.take_view``) and folds
+    that needs no slices takes the read's view of Entra (``_view_of_read``) and folds
     them while it plans; every other plan reads the mirror.
     """
     approved = _approved(store) if options.approve_deactivations else None
-    if fold is not None and (
-        not fold.has_view or touched is not None or on_demand or fold.universe_bound(store.linked_entra_ids()) > SLICE_USERS
-    ):
+    read_view = _view_of_read(store, fold, settings) if fold is not None and touched is None and not on_demand else None
+    if fold is not None and read_view is None:
         fold.done()
         fold = None
-    if touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
+    if read_view is None and touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
         universe = store.plan_universe(within_reach=settings.scope != "all")
         if len(universe) > SLICE_USERS:
             return _settle_in_slices(store, settings, universe, report, options, approved)
         del universe
     t1 = time.monotonic()
-    the_plan, directory = _plan(store, settings, touched, report, fold)
+    the_plan, directory = _plan(store, settings, touched, report, read_view, fold)
+    del read_view  # (peak memory: the apply and the report entries come next)
     if on_demand:
         the_plan = restrict(the_plan, set(read.users), set(read.groups))
     held = apply_guards(the_plan, directory, settings, approved).held
@@ -394,11 +394,28 @@ def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphR
     return box["read"]  # type: ignore[return-value]
 
 
+def _view_of_read(store: Store, fold: Fold, settings: PlanSettings) -> EntraView | None:
+    """The read's own view of Entra for a whole plan (``Fold.take_view``), within reach
+    unless scope is "all"; None when the read did not hold its users, or when the plan
+    would act on more users than one plan takes (``SLICE_USERS``)."""
+    if not fold.has_view:
+        return None
+    linked = store.linked_entra_ids()
+    if fold.universe_bound(linked) > SLICE_USERS:
+        return None
+    view = fold.take_view()
+    if view is None or settings.scope == "all":  # "all": every user is in scope
+        return view
+    return view.within_reach(linked)
+
+
 def _plan(
-    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport, fold: Fold | None,
+    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
+    read_view: EntraView | None, fold: Fold | None,
 ) -> tuple[Plan, Directory]:
-    """The plan over what the read touched when that is enough, else over everything
-    (with ``fold``, folding the staged users into the mirror meanwhile)."""
+    """The plan over what the read touched when that is enough, else over everything:
+    over ``read_view`` when given, folding the staged users into the mirror meanwhile
+    (``fold``, which comes with it)."""
     if touched is not None:
         entra, directory = scoped.scoped_views(store, touched, settings)
         the_plan = plan(entra, directory, settings)
@@ -413,19 +430,12 @@ def _plan(
             return the_plan, directory
         # half the directory leaving: let the guards judge it on the whole picture
     directory = store.load_directory()
-    within_reach = settings.scope != "all"  # "all": every user is in scope
-    read_view = fold.take_view() if fold is not None else None
     if read_view is None:
-        entra = store.load_entra_view(within_reach=within_reach)
-    elif within_reach:
-        entra = read_view.within_reach(u.entra_id for u in directory.users.values() if u.entra_id)
-    else:
-        entra = read_view
-    del read_view  # (the users out of reach go now)
-    if fold is None:
+        entra = store.load_entra_view(within_reach=settings.scope != "all")  # "all": every user is in scope
         return plan(entra, directory, settings), directory
+    assert fold is not None  # a read's view comes with its fold (_settle)
     with fold.alongside():  # the planner does no I/O: the connection is the fold's meanwhile
-        return plan(entra, directory, settings), directory
+        return plan(read_view, directory, settings), directory
 
 
 def _nothing_new(store: Store, read: GraphRead, fingerprint: str, stored_assignments: dict[str, str]) -> bool:
