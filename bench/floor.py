@@ -4,7 +4,7 @@ Downloads the same page chains a full cycle reads, with plain httpx and no SDK
 (the three independent chains, assignments, users/delta and groups/delta, in parallel on
 one event loop), parses each page with ``json.loads``, and inserts the same mirror rows
 syncd keeps (users, groups, direct members, assignments) into a fresh SQLite file in one
-transaction, with the pragmas syncd uses (WAL, synchronous=FULL, 32 MB page cache).
+transaction, with the pragmas syncd uses (16 KB pages, WAL, synchronous=FULL, 32 MB page cache).
 
 Run as its own process by ``bench/run.py`` (so that it pays interpreter start-up like the
 CLI does and never shares a GIL with the simulator):
@@ -59,6 +59,7 @@ def member_type(item: dict[str, Any]) -> str:
 
 def insert(db: str, assignments: list, users: list, groups: list) -> dict[str, int]:
     conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA page_size = 16384")  # as syncd's store
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -32768")  # as syncd's store

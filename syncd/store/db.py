@@ -73,6 +73,10 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             require_json(conn)
             if not readonly:
+                # (a new store's page size; an existing one keeps its own) a full cycle
+                # writes tens of MB in one commit, one WAL frame per page: 16 KB pages
+                # write a quarter of the frames (100k users: commit ~0.25 -> ~0.2 s)
+                conn.execute("PRAGMA page_size = 16384")
                 conn.execute("PRAGMA journal_mode = WAL")
                 # a committed cycle (and its report) must survive a crash of the host, not just the process
                 conn.execute("PRAGMA synchronous = FULL")

@@ -52,6 +52,20 @@ def test_reopening_is_idempotent(tmp_path: Path) -> None:
         assert len(local.list_groups(store)) == 1
 
 
+def test_a_new_store_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    with Store(str(tmp_path / "new.db")) as store:
+        assert store.conn.execute("PRAGMA page_size").fetchone() == (16384,)
+        assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)  # a store made before: SQLite's default page size
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    with Store(str(old)) as store:
+        local.add_user(store, "a@example.com", None)
+        assert store.conn.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "syncd.db"
     path.write_bytes(b"this is not sqlite" * 100)
