@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -265,14 +265,11 @@ def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, appl
     if back_off:  # on demand, the operator asks for a try now
         failures.hold_back(store, changes)
         waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
-    applier = Applier(store, report.cycle_id, now_iso()) if apply else None
-    if applier is not None:
-        applier.apply(changes)
+    if apply:
+        Applier(store, report.cycle_id, now_iso()).apply(changes)
         failures.record(store, changes, now_iso())
     report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
-    # the entries are pure Python: the indexes a big batch dropped are built beside them
-    with applier.indexes_alongside() if applier is not None else nullcontext():
-        report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
+    report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
     return waiting
 
 

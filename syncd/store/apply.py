@@ -7,11 +7,9 @@ rest go on (the cycle ends ``partial``). Staged and held changes are not applied
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 from ..model import Change
-from .alongside import alongside
 from .db import Store
 
 BATCHED = frozenset({("user", "create"), ("group", "create"), ("membership", "add_member")})
@@ -30,13 +28,8 @@ class Applier:
         self.now = now
         self.group_ids: dict[str, int] = {}
         self.user_ids: dict[str, int] = {}
-        # CREATE INDEX statements of indexes a batch dropped (``_to_rebuild``): built before
-        # the next change applied on its own, or at the end (``indexes_alongside``)
-        self._unbuilt: list[str] = []
 
     def apply(self, changes: list[Change]) -> None:
-        """Apply ``changes``; the indexes a batch dropped may still wait to be built: leave
-        through ``indexes_alongside`` (or ``build_indexes``)."""
         run: list[Change] = []  # consecutive changes of one batchable kind
         for change in changes:
             kind = (change.object_type, change.action)
@@ -55,20 +48,7 @@ class Applier:
         if run:
             self._apply_run(run)
 
-    def build_indexes(self) -> None:
-        while self._unbuilt:
-            self.c.execute(self._unbuilt.pop(0))
-
-    @contextmanager
-    def indexes_alongside(self) -> Iterator[None]:
-        """Build the indexes that wait on a helper thread for the length of a ``with`` block,
-        which must not use the store (a 100k-user first cycle: ~0.15 s of index building
-        beside the report's entries)."""
-        with alongside(self.build_indexes, "syncd-indexes"):
-            yield
-
     def _apply_one(self, change: Change) -> None:
-        self.build_indexes()  # a change on its own may look a row up by any index
         try:
             self.c.execute("SAVEPOINT change")
             getattr(self, f"_{change.object_type}_{change.action}")(change)
@@ -156,23 +136,19 @@ class Applier:
         return []
 
     def _executemany(self, sql: str, rows: list[tuple], rebuild: Sequence[tuple[str, str]] = ()) -> bool:
-        """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build later.
-
-        A batch the database refuses is rolled back with its index drops. (Building an
-        index over rows that went in cannot be refused; only an I/O error can fail it, and
-        that fails the cycle's transaction as it would at commit.)
-        """
+        """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build after."""
         self.c.execute("SAVEPOINT batch")
         try:
             for name, _ in rebuild:
                 self.c.execute(f'DROP INDEX "{name}"')
             self.c.executemany(sql, rows)
+            for _, create in rebuild:
+                self.c.execute(create)
         except sqlite3.Error:
             self.c.execute("ROLLBACK TO batch")
             self.c.execute("RELEASE batch")
             return False
         self.c.execute("RELEASE batch")
-        self._unbuilt.extend(create for _, create in rebuild)
         return True
 
     # ---- users

@@ -33,7 +33,6 @@ from itertools import chain
 from ..errors import SourceError
 from ..model import EntraUser, EntraView, GraphRead
 from ..source.pages import GraphPage, ReadAccumulator
-from .alongside import alongside
 
 _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 
@@ -171,9 +170,9 @@ class StagedRead:
 class Fold:
     """The staged users going into the mirror (``FOLD_SQL``, then the read's removals).
 
-    ``alongside()`` runs it on a helper thread for the length of a ``with`` block (see
-    ``alongside.py``: inside it, nothing may use the connection). ``done()`` runs it here,
-    if it has not run.
+    ``alongside()`` runs it on a helper thread for the length of a ``with`` block: inside
+    it, nothing may use the connection (sqlite3 does not serialize one connection's
+    statements across threads). ``done()`` runs it here, if it has not run.
     ``take_view()`` hands over the mirror's view of Entra as the read leaves it (as
     ``Store.load_entra_view`` would read it back), if the read held its users.
     """
@@ -220,5 +219,19 @@ class Fold:
             yield
             return
         self._ran = True
-        with alongside(self._run, "syncd-fold"):
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._run()
+            except BaseException as exc:  # noqa: BLE001 - handed to the cycle's thread below
+                failed.append(exc)
+
+        helper = threading.Thread(target=run, name="syncd-fold", daemon=True)
+        helper.start()
+        try:
             yield
+        finally:
+            helper.join()  # also when the block failed: the transaction rolls back after it
+        if failed:
+            raise failed[0]

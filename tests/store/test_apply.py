@@ -32,11 +32,7 @@ def test_a_big_batch_of_creates_rebuilds_the_indexes_it_dropped(store):
     assert any("NOCASE" in (sql or "") for _, sql in before)
     changes = [create(n) for n in range(5)]
     with store.transaction():
-        applier = Applier(store, "c1", "2026-01-01T00:00:00+00:00")
-        applier.apply(changes)
-        assert indexes(store) != before  # dropped, waiting to be built
-        with applier.indexes_alongside():
-            pass
+        Applier(store, "c1", "2026-01-01T00:00:00+00:00").apply(changes)
     assert indexes(store) == before
     assert [c.status for c in changes] == ["success"] * 5
     # the rebuilt index answers case-insensitive lookups
@@ -113,9 +109,7 @@ def test_a_big_batch_of_memberships_rebuilds_the_memberships_index(store):
     adds = [Change("add_member", "membership", None, f"user{n}@contoso.com", group_ref=("entra", "g1"), user_ref=("entra", f"e{n}"))
             for n in (3, 0, 4, 1, 2)]
     with store.transaction():
-        applier = Applier(store, "c1", "now")
-        applier.apply([group, *users, *adds])
-        applier.build_indexes()
+        Applier(store, "c1", "now").apply([group, *users, *adds])
     assert [c.status for c in adds] == ["success"] * 5
     assert member_index() == before
     got = store.conn.execute(
@@ -125,46 +119,3 @@ def test_a_big_batch_of_memberships_rebuilds_the_memberships_index(store):
     plan = store.conn.execute("EXPLAIN QUERY PLAN SELECT group_id FROM memberships WHERE user_id = ?", (users[2].local_id,)).fetchall()
     assert "memberships_user" in str(plan)
     assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-
-
-def test_a_change_on_its_own_after_a_batch_finds_the_indexes_built(store):
-    """A deactivation looks its memberships up by ``memberships_user``: after a batch that
-    dropped it, the index is built before the deactivation runs."""
-    group = Change("create", "group", "g1", "Group 1", values={"name": "Group 1"})
-    users = [create(n) for n in range(5)]
-    adds = [Change("add_member", "membership", None, f"user{n}@contoso.com", group_ref=("entra", "g1"), user_ref=("entra", f"e{n}"))
-            for n in range(5)]
-    built_before_it: list[bool] = []
-    applier = Applier(store, "c1", "now")
-    real = applier._user_deactivate
-
-    def deactivate(ch: Change) -> None:
-        built_before_it.append(not applier._unbuilt and bool(store.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'memberships_user'").fetchone()))
-        real(ch)
-
-    applier._user_deactivate = deactivate  # type: ignore[method-assign]
-    with store.transaction():
-        applier.apply([group, *users, *adds])
-        leaving = Change("deactivate", "user", "e2", "user2@contoso.com", local_id=users[2].local_id,
-                         values={"user_name": "user2@contoso.com", "display_name": "User 2", "email": "user2@contoso.com", "status": "deactivated"})
-        applier.apply([leaving])
-    assert built_before_it == [True]
-    assert leaving.status == "success" and leaving.modified["groups"] == (["Group 1"], [])
-    assert store.conn.execute("SELECT count(*) FROM memberships").fetchone() == (4,)
-
-
-def test_an_index_that_cannot_be_built_alongside_fails_after_the_block(store):
-    before = indexes(store)
-    changes = [create(n) for n in range(5)]
-    ran: list[str] = []
-    applier = Applier(store, "c1", "now")
-    with pytest.raises(Exception, match="no such table"), store.transaction():
-        applier.apply(changes)
-        applier._unbuilt.append("CREATE INDEX broken ON no_such_table (x)")
-        with applier.indexes_alongside():
-            ran.append("block")
-    assert ran == ["block"]
-    # the transaction rolled back whole: no user, and the indexes are as they were
-    assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id LIKE 'e%'").fetchone() == (0,)
-    assert indexes(store) == before
