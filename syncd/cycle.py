@@ -226,6 +226,7 @@ def _settle(
     them while it plans; every other plan reads the mirror.
     """
     approved = _approved(store) if options.approve_deactivations else None
+    t1 = time.monotonic()  # (the plan phase: taking the read's view of Entra is part of it)
     read_view = _view_of_read(store, fold, settings) if fold is not None and touched is None and not on_demand else None
     if fold is not None and read_view is None:
         fold.done()
@@ -235,7 +236,6 @@ def _settle(
         if len(universe) > SLICE_USERS:
             return _settle_in_slices(store, settings, universe, report, options, approved)
         del universe
-    t1 = time.monotonic()
     the_plan, directory = _plan(store, settings, touched, report, read_view, fold)
     del read_view  # (peak memory: the apply and the report entries come next)
     if on_demand:
