@@ -404,9 +404,8 @@ def _view_of_read(store: Store, fold: Fold, settings: PlanSettings) -> EntraView
     if fold.universe_bound(linked) > SLICE_USERS:
         return None
     view = fold.take_view()
-    if view is None or settings.scope == "all":  # "all": every user is in scope
-        return view
-    return view.within_reach(linked)
+    assert view is not None  # (has_view)
+    return view if settings.scope == "all" else view.within_reach(linked)  # "all": every user is in scope
 
 
 def _plan(

@@ -196,8 +196,10 @@ class Fold:
 
     def universe_bound(self, linked: set[str]) -> int:
         """At least as many users as a whole plan over the view acts on (``Store.plan_universe``):
-        the read's users and the Entra ids local users are linked to (``linked``)."""
-        users = self._view.users if self._view is not None else {}
+        the read's users and the Entra ids local users are linked to (``linked``). Asked
+        while the fold has its view (``has_view``)."""
+        assert self._view is not None
+        users = self._view.users
         return len(users) + len(linked.difference(users))
 
     def take_view(self) -> EntraView | None:
