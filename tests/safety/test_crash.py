@@ -243,3 +243,22 @@ def test_kill_9_at_random_moments_never_breaks_the_store(tmp_path: Path) -> None
     print(f"crash test: {stats} in {elapsed:.1f}s (seed {seed})")
     assert stats["kills"] >= 20, stats
     assert stats["rolled_back"] >= 1, f"no kill landed before a commit: {stats}"
+
+
+def test_a_cli_cycle_exits_with_its_commit_in_the_database_file(tmp_path: Path) -> None:
+    """The WAL is copied back behind the cycle's commit (Store.checkpoint_behind): the CLI
+    waits for that before it exits, so no cycle leaves its changes only in the WAL."""
+    store = tmp_path / "syncd.db"
+    with Simulator(generate_tenant(300, 6, 40, seed=3)) as sim:
+        config = tmp_path / "syncd.toml"
+        config.write_text(sim.config_toml(str(store)))
+        result = run_syncd("sync", "--config", str(config))
+        assert result.code == 0, result
+    copy = tmp_path / "copy.db"  # the database file alone, without its WAL
+    copy.write_bytes(store.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        assert conn.execute("SELECT count(*) FROM cycles").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM users WHERE managed = 1").fetchone()[0] > 100
+    finally:
+        conn.close()

@@ -167,3 +167,27 @@ def test_a_v2_store_keeps_its_reports_and_their_chain_when_entries_move_to_chunk
         assert {cid: list(load_report(store, cid).entries.iter_raw()) for cid in expected} == expected
         result = verify_chain(store)
         assert result.ok and result.cycles == 2 and result.entries == sum(map(len, expected.values()))
+
+
+def test_a_checkpoint_behind_the_commit_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+    from syncd.store import db
+
+    path = tmp_path / "syncd.db"
+    rows = [(f"k{i}", "x" * 500) for i in range(3000)]  # ~100 pages: SQLite's own autocheckpoint would wait for 1,000
+    with Store(str(path)) as store:
+        with pytest.raises(RuntimeError), store.transaction(checkpoint_behind=True):
+            store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+            raise RuntimeError("a cycle that fails")
+        assert not db._CHECKPOINTS  # nothing committed, nothing to copy
+        with store.transaction(checkpoint_behind=True):
+            store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        db.wait_for_checkpoints()
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.AUTOCHECKPOINT_PAGES
+        # the store is still open, its WAL still there: the database file alone holds the commit
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        conn = sqlite3.connect(copy)
+        try:
+            assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0] == len(rows)
+        finally:
+            conn.close()
