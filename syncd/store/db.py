@@ -287,9 +287,6 @@ class Store:
         fold = Fold(c, read) if read.users_staged else None
         if fold is None:
             c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
-        elif not fold_later:
-            fold.done()
-            fold = None
         c.executemany(
             "INSERT OR REPLACE INTO entra_groups (id, display_name, security_enabled) VALUES (?, ?, ?)",
             ((g.id, g.display_name, int(g.security_enabled)) for g in read.groups.values()),
@@ -301,14 +298,15 @@ class Store:
             c.executemany(
                 "DELETE FROM entra_members WHERE group_id = ?", ((gid,) for gid in read.members_added if gid in read.groups)
             )
-        c.executemany(
-            "INSERT OR REPLACE INTO entra_members (group_id, member_id, member_type) VALUES (?, ?, ?)",
-            ((gid, mid, kind) for gid, ms in read.members_added.items() for mid, kind in ms.items()),
-        )
-        c.executemany(
-            "DELETE FROM entra_members WHERE group_id = ? AND member_id = ?",
-            ((gid, mid) for gid, ms in read.members_removed.items() for mid in ms),
-        )
+        if fold is None:  # (else the fold writes them, with the users)
+            c.executemany(
+                "INSERT OR REPLACE INTO entra_members (group_id, member_id, member_type) VALUES (?, ?, ?)",
+                ((gid, mid, kind) for gid, ms in read.members_added.items() for mid, kind in ms.items()),
+            )
+            c.executemany(
+                "DELETE FROM entra_members WHERE group_id = ? AND member_id = ?",
+                ((gid, mid) for gid, ms in read.members_removed.items() for mid in ms),
+            )
         # assignments come whole every cycle and rarely change: write only the difference
         stored = self.assignments() if stored_assignments is None else stored_assignments
         c.executemany(
@@ -318,6 +316,9 @@ class Store:
             "INSERT OR REPLACE INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
             ((p, kind) for p, kind in read.assignments.items() if stored.get(p) != kind),
         )
+        if fold is not None and not fold_later:
+            fold.done()
+            fold = None
         return fold
 
 

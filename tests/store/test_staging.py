@@ -172,9 +172,10 @@ def _comparable(view) -> tuple:
 @given(
     read_pages=pages, group_pages=st.lists(st.lists(group_event, max_size=4), max_size=4),
     assigned=st.sets(st.integers(0, len(IDS) - 1)), linked=st.sets(st.integers(0, len(IDS) - 1)), within_reach=st.booleans(),
+    per_statement=st.sampled_from([1, 3, 50_000]),
 )
 def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
-    tmp_path_factory, read_pages, group_pages, assigned, linked, within_reach,
+    tmp_path_factory, read_pages, group_pages, assigned, linked, within_reach, per_statement,
 ):
     # cycle.py plans over the read's view of Entra while the fold runs: it must be what
     # load_entra_view reads once the read is in the mirror (a user's last row, less the
@@ -202,8 +203,8 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
             assert view is not None and fold.take_view() is None  # handed over once
             if within_reach:
                 view = view.within_reach(IDS[i] for i in linked)
-            with fold.alongside():
-                pass
+            with patch.object(staging, "MEMBERS_PER_STATEMENT", per_statement), fold.alongside():
+                pass  # (the memberships go in as JSON, per_statement at a time, whole groups)
             assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
