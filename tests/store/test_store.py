@@ -174,6 +174,7 @@ def test_a_checkpoint_behind_the_commit_copies_the_wal_into_the_database(tmp_pat
 
     path = tmp_path / "syncd.db"
     rows = [(f"k{i}", "x" * 500) for i in range(3000)]  # ~100 pages: SQLite's own autocheckpoint would wait for 1,000
+    db.wait_for_checkpoints()  # (those of the tests before)
     with Store(str(path)) as store:
         with pytest.raises(RuntimeError), store.transaction(checkpoint_behind=True):
             store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
