@@ -21,7 +21,7 @@ from .config import Config
 from .model import EntraUser, EntraView
 from .plan.rules import guest_upn, r1_scope, r5_map_attributes
 from .plan.settings import PlanSettings
-from .store.chunks import unpack
+from .report.chunks import unpack
 from .store.db import Store
 
 

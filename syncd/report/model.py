@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
+import hashlib
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -10,7 +11,9 @@ from typing import Any
 
 import orjson
 
+from ..compat import batched
 from ..model import Change
+from .chunks import CHUNK, compress, text_of
 
 
 def canonical(doc: Any) -> str:
@@ -30,69 +33,100 @@ def _count_key(entry: dict[str, Any]) -> str:
     return {"skipped": "skip", "staged": "staged"}.get(status, "failure")
 
 
-# entries held as text before they go to a temporary file: a full cycle over 1M users makes
-# 800k entries, ~250 MB as text, which would be the largest thing the process holds
-SPILL_AT = 100_000
-
-
 class Entries:
-    """A report's entries, held as their canonical JSON: the text the audit chain stores.
+    """A report's entries as their canonical JSON (the text the audit chain stores), held a
+    thousand to a compressed chunk, as ``report.chunks`` stores them.
 
-    A full cycle over 100k users has 140k entries. As dicts (with their ``modified`` dicts)
-    they took about 1 KB each, and storing the report made a canonical copy of each on top;
-    as canonical text they take a third of that and are stored as they are. Reading an entry
-    decodes it (keys then come sorted, as they do from a stored report).
-
-    Past ``SPILL_AT`` entries, those held go to a private temporary SQLite file (deleted
-    when this object goes); ``iter_raw`` reads them back in order.
+    A full cycle over 100k users has 81k-140k entries: as dicts they took about 1 KB
+    each, as text ~430 bytes (60 MB at 140k), compressed ~35. A chunk is compressed as it
+    fills, and the sha256 of the entries (``audit.entries_hash``) kept as it goes: saving
+    the report computes only the chain hash, and writes the chunks as they are. Reading
+    an entry decodes it (keys then come sorted, as they do from a stored report).
     """
 
-    __slots__ = ("_raw", "_counts", "_disk", "_spilled")
+    __slots__ = ("_open", "_sealed", "_counts", "_per_chunk", "_sha")
 
     def __init__(self, entries: Iterable[dict[str, Any]] = ()) -> None:
-        self._raw: list[str] = []
+        self._open: list[str] = []  # entries not in a chunk yet
+        self._sealed: list[bytes] = []  # full chunks, compressed
         self._counts: Counter[str] = Counter()
-        self._disk: sqlite3.Connection | None = None
-        self._spilled = 0
+        self._per_chunk = CHUNK
+        self._sha = hashlib.sha256()  # of the sealed chunks' entries, each followed by a newline
         for entry in entries:
             self.append(entry)
 
     @classmethod
     def from_raw(cls, raw: list[str]) -> Entries:
-        """Entries from their canonical JSON (a stored report)."""
+        """Entries from their canonical JSON (a stored report), held as they are."""
         entries = cls()
-        entries._raw = raw
+        entries._open = raw
         entries._counts.update(_count_key(orjson.loads(e)) for e in raw)
         return entries
 
     def append(self, entry: dict[str, Any]) -> None:
-        self._raw.append(canonical(entry))
+        self._open.append(canonical(entry))
         self._counts[_count_key(entry)] += 1
-        if len(self._raw) >= SPILL_AT:
-            self._spill()
+        if len(self._open) == self._per_chunk:
+            self._seal()
 
-    def _spill(self) -> None:
-        if self._disk is None:
-            # "" is a private temporary database on disk; nothing in it needs a journal
-            self._disk = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-            self._disk.execute("PRAGMA journal_mode = OFF")
-            self._disk.execute("CREATE TABLE entries (entry TEXT NOT NULL)")  # rowid: the order
-        self._disk.executemany("INSERT INTO entries (entry) VALUES (?)", ((e,) for e in self._raw))
-        self._spilled += len(self._raw)
-        self._raw = []
+    def _seal(self) -> None:
+        text = text_of(self._open)
+        self._sha.update(text)
+        self._sha.update(b"\n")
+        self._sealed.append(compress(text))
+        self._open = []
+
+    def _open_chunks(self) -> Iterator[list[str]]:
+        return batched(self._open, self._per_chunk)
+
+    def sha256(self) -> str:
+        """sha256 of the entries, each followed by a newline (``audit.entries_hash``)."""
+        sha = self._sha.copy()
+        for chunk in self._open_chunks():
+            sha.update(text_of(chunk))
+            sha.update(b"\n")
+        return sha.hexdigest()
+
+    def texts(self) -> Iterator[bytes]:
+        """Each chunk's text (``chunks.text_of``), in order."""
+        for sealed in self._sealed:
+            yield zlib.decompress(sealed)
+        yield from map(text_of, self._open_chunks())
+
+    def packed(self) -> Iterator[tuple[int, bytes]]:
+        """The chunks as ``chunks.pack`` stores them: (number of the first entry, bytes)."""
+        per = self._per_chunk
+        for i, sealed in enumerate(self._sealed):
+            yield i * per, sealed
+        for i, chunk in enumerate(self._open_chunks(), len(self._sealed)):
+            yield i * per, compress(text_of(chunk))
 
     def iter_raw(self) -> Iterator[str]:
-        """The canonical JSON of each entry, in order, without holding them all."""
-        if self._disk is not None:
-            for (entry,) in self._disk.execute("SELECT entry FROM entries ORDER BY rowid"):
-                yield entry
-        yield from self._raw
+        """The canonical JSON of each entry, in order, a chunk at a time."""
+        for text in self.texts():
+            yield from text.decode().split("\n")
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` entries only."""
+        if n >= len(self):
+            return
+        kept: list[str] = []
+        dropped: list[str] = []
+        for i, entry in enumerate(self.iter_raw()):
+            (kept if i < n else dropped).append(entry)
+        self._counts.subtract(_count_key(orjson.loads(e)) for e in dropped)
+        self._counts += Counter()  # (drops the keys counted down to nothing)
+        self._open, self._sealed, self._sha = [], [], hashlib.sha256()
+        for entry in kept:  # (rare: a batch the database refused, cycle._carry_out)
+            self._open.append(entry)
+            if len(self._open) == self._per_chunk:
+                self._seal()
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(self._counts.items()))
 
     def __len__(self) -> int:
-        return self._spilled + len(self._raw)
+        return len(self._sealed) * self._per_chunk + len(self._open)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return map(orjson.loads, self.iter_raw())
@@ -100,11 +134,12 @@ class Entries:
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index < 0:
             index += len(self)
-        if 0 <= index < self._spilled:
-            assert self._disk is not None  # entries were spilled to it
-            (entry,) = self._disk.execute("SELECT entry FROM entries WHERE rowid = ?", (index + 1,)).fetchone()
-            return orjson.loads(entry)  # type: ignore[no-any-return]
-        return orjson.loads(self._raw[index - self._spilled])  # type: ignore[no-any-return]
+        if not 0 <= index < len(self):
+            raise IndexError("entry index out of range")
+        chunk, at = divmod(index, self._per_chunk)
+        if chunk < len(self._sealed):
+            return orjson.loads(zlib.decompress(self._sealed[chunk]).decode().split("\n")[at])  # type: ignore[no-any-return]
+        return orjson.loads(self._open[index - len(self._sealed) * self._per_chunk])  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Entries):

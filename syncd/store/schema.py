@@ -7,10 +7,10 @@ store is. A store made by a newer syncd is refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..errors import SyncdError
-from .chunks import insert_chunks
+from ..report.chunks import pack
 
 V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -134,13 +134,21 @@ CREATE TABLE entry_chunks (
 """
 
 
+def insert_chunks(conn: sqlite3.Connection, cycle_seq: int, packed: Iterable[tuple[int, bytes]]) -> None:
+    """Store one cycle's entries: (first entry's number, stored bytes) per chunk (``report.chunks``)."""
+    conn.executemany(
+        "INSERT INTO entry_chunks (cycle_seq, first_n, entries) VALUES (?, ?, ?)",
+        ((cycle_seq, first, stored) for first, stored in packed),
+    )
+
+
 def v3_chunk_entries(conn: sqlite3.Connection) -> None:
     for statement in _statements(V3_TABLE):
         conn.execute(statement)
     seqs = [r[0] for r in conn.execute("SELECT DISTINCT cycle_seq FROM entries ORDER BY cycle_seq")]
     for seq in seqs:
         rows = conn.execute("SELECT entry FROM entries WHERE cycle_seq = ? ORDER BY n", (seq,))
-        insert_chunks(conn, seq, (r[0] for r in rows))
+        insert_chunks(conn, seq, pack(r[0] for r in rows))
     conn.execute("DROP TABLE entries")
 
 

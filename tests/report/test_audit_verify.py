@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from syncd.cycle import CycleOptions, run_cycle
 from syncd.model import Change
+from syncd.report.chunks import pack, unpack
 from syncd.store.audit import GENESIS, prune_reports, save_report, verify_chain
-from syncd.store.chunks import pack, unpack
 from syncd.store.db import Store
 from tests.report.conftest import Env, fake_reader, make_report
 
@@ -293,15 +293,18 @@ def test_any_saves_and_prunes_keep_the_chain_whole(tmp_path_factory, ages: list[
         assert verify_chain(store).anchor in {GENESIS, store.get_meta("chain_anchor")}
 
 
-def test_a_report_whose_entries_went_to_a_temporary_file_stores_and_verifies_the_same(env: Env, monkeypatch):
+def test_a_report_held_in_compressed_chunks_stores_and_verifies_the_same(env: Env, monkeypatch):
     from syncd.report import model as report_model
     from syncd.store.audit import load_report
 
-    monkeypatch.setattr(report_model, "SPILL_AT", 4)  # most of the cycle's entries spill
+    monkeypatch.setattr(report_model, "CHUNK", 4)  # most of the cycle's entries are compressed as it goes
     report = run_cycle(env.config(), CycleOptions(), reader=fake_reader(9))
-    assert len(report.entries) > 8 and report.entries._spilled  # the path under test ran
-    monkeypatch.setattr(report_model, "SPILL_AT", 10**6)
+    assert len(report.entries) > 8 and report.entries._sealed  # the path under test ran
+    monkeypatch.setattr(report_model, "CHUNK", 1000)
     with Store(env.store_path) as store:
         stored = load_report(store, report.cycle_id)
+        firsts = [r[0] for r in store.conn.execute("SELECT first_n FROM entry_chunks e JOIN cycles c ON c.seq = e.cycle_seq"
+                                                   " WHERE c.cycle_id = ? ORDER BY first_n", (report.cycle_id,))]
+    assert firsts == list(range(0, len(report.entries), 4))  # stored as they were held
     assert list(stored.entries) == list(report.entries) and stored.counts == report.counts
     assert verify(env)["ok"] is True

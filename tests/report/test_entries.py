@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.model import Change
 from syncd.report import model as report_model
+from syncd.report.chunks import unpack
 from syncd.report.model import CycleReport, Entries, canonical, entry_of
 from syncd.report.render import json_chunks, render_json
+from syncd.store.audit import entries_hash
 
 text = st.text(max_size=12)
 entry = st.fixed_dictionaries(
@@ -36,31 +39,41 @@ def _counts_the_old_way(entries: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-@given(st.lists(entry, max_size=30), st.sampled_from([3, 7, 100_000]))
-def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict], spill_at: int) -> None:
-    old, report_model.SPILL_AT = report_model.SPILL_AT, spill_at  # 3 and 7: most go to the temporary file
+def _held(entries: list[dict], per_chunk: int) -> Entries:
+    old, report_model.CHUNK = report_model.CHUNK, per_chunk  # 3 and 7: most are in compressed chunks
     try:
-        held = Entries(entries)
+        return Entries(entries)
     finally:
-        report_model.SPILL_AT = old
+        report_model.CHUNK = old
+
+
+@given(st.lists(entry, max_size=30), st.sampled_from([3, 7, 100_000]))
+def test_entries_read_back_count_and_store_as_canonical_json(entries: list[dict], per_chunk: int) -> None:
+    held = _held(entries, per_chunk)
     assert len(held) == len(entries)
     assert list(held) == entries and held == entries
     assert all(held[i] == e for i, e in enumerate(entries))
     assert all(held[-i] == entries[-i] for i in range(1, len(entries) + 1))
-    assert list(held.iter_raw()) == [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
+    with pytest.raises(IndexError):
+        held[len(entries)]
+    texts = [json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for e in entries]
+    assert list(held.iter_raw()) == texts
     assert held.counts() == _counts_the_old_way(entries)
+    # what the audit chain is computed over, and what is stored, as if made from the texts at once
+    assert held.sha256() == entries_hash(texts)
+    assert b"\n".join(held.texts()) == "\n".join(texts).encode()
+    packed = list(held.packed())
+    assert [first for first, _ in packed] == list(range(0, len(entries), per_chunk))
+    assert [e for _, stored in packed for e in unpack(stored)] == texts
+    assert held.sha256() == entries_hash(texts)  # asked twice, the same
     again = Entries.from_raw(list(held.iter_raw()))
-    assert again == held and again.counts() == held.counts()
+    assert again == held and again.counts() == held.counts() and again.sha256() == held.sha256()
 
 
 @given(st.lists(entry, max_size=25), st.integers(1, 4), st.sampled_from([2, 100_000]))
-def test_json_in_chunks_is_one_document_whatever_the_chunk_size(entries: list[dict], per_chunk: int, spill_at: int) -> None:
-    old, report_model.SPILL_AT = report_model.SPILL_AT, spill_at
-    try:
-        report = CycleReport(cycle_id="c1", mode="full", dry_run=False, trigger="manual", started_at="2026-01-01T00:00:00+00:00",
-                             entries=entries)  # type: ignore[arg-type]
-    finally:
-        report_model.SPILL_AT = old
+def test_json_in_chunks_is_one_document_whatever_the_chunk_size(entries: list[dict], per_chunk: int, held_per_chunk: int) -> None:
+    report = CycleReport(cycle_id="c1", mode="full", dry_run=False, trigger="manual", started_at="2026-01-01T00:00:00+00:00",
+                         entries=_held(entries, held_per_chunk))
     whole = "".join(json_chunks(report, per_chunk=per_chunk))
     assert whole == render_json(report)
     doc = json.loads(whole)
@@ -84,3 +97,19 @@ def test_a_created_user_reports_every_value_it_gets_as_modified() -> None:
 
 def test_canonical_is_sorted_compact_and_keeps_unicode() -> None:
     assert canonical({"b": "é\u202e", "a": [1, None, True]}) == '{"a":[1,null,true],"b":"é\u202e"}'
+
+
+@given(st.lists(entry, max_size=20), st.integers(0, 22), st.sampled_from([3, 100_000]))
+def test_truncated_entries_are_the_first_ones_and_go_on_from_there(entries: list[dict], n: int, per_chunk: int) -> None:
+    held = _held(entries, per_chunk)  # 3: the cut may fall inside a compressed chunk
+    held.truncate(n)
+    assert list(held) == entries[:n] and len(held) == min(n, len(entries))
+    assert held.counts() == _counts_the_old_way(entries[:n])
+    more = [{"status": "success", "action": "create", "name": str(i)} for i in range(4)]
+    for e in more:
+        held.append(e)
+    kept = entries[:n] + more
+    assert list(held) == kept and held.counts() == _counts_the_old_way(kept)
+    texts = [canonical(e) for e in kept]
+    assert held.sha256() == entries_hash(texts)
+    assert [first for first, _ in held.packed()] == list(range(0, len(kept), per_chunk))

@@ -140,8 +140,8 @@ def test_chain_hashes_are_sha256_of_the_documented_bytes(prev: str, header: str,
 
 def test_a_v2_store_keeps_its_reports_and_their_chain_when_entries_move_to_chunks(tmp_path: Path) -> None:
     from syncd.model import Change
+    from syncd.report.chunks import unpack
     from syncd.store.audit import load_report, save_report, verify_chain
-    from syncd.store.chunks import unpack
     from tests.report.conftest import make_report
 
     path = tmp_path / "syncd.db"

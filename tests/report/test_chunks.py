@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.report.chunks import CHUNK, pack, unpack
 from syncd.report.model import canonical
-from syncd.store.chunks import CHUNK, pack, unpack
 
 json_text = st.text()  # any text, newlines and control characters included: canonical escapes them
 entry = st.dictionaries(st.sampled_from(["name", "reason", "modified", "local_id"]), json_text | st.integers(-(2**63), 2**63 - 1) | st.none())

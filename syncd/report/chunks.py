@@ -1,0 +1,50 @@
+"""A report's entries a thousand to a chunk, zlib-compressed: as they are held and stored.
+
+An entry is canonical JSON (``model.canonical``), which never holds a raw newline, so a
+chunk's text is its entries joined by newlines. A 100k-user first cycle has 81k entries of
+~400 bytes: as one row each they were 35 MB of a 69 MB store, and writing them (and the
+commit that flushes them) took ~1 s; as chunks they are ~3 MB (level 1 compresses ~300 MB/s).
+The audit hash chain is computed over the entries' text, not over this encoding.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+
+from ..compat import batched
+
+CHUNK = 1000
+
+
+def text_of(entries: list[str]) -> bytes:
+    """A chunk's text: its entries, one per line."""
+    return "\n".join(entries).encode()
+
+
+def compress(text: bytes) -> bytes:
+    return zlib.compress(text, 1)
+
+
+def pack(entries: Iterable[str]) -> Iterator[tuple[int, bytes]]:
+    """(number of the chunk's first entry, its stored bytes), in order."""
+    for i, chunk in enumerate(batched(entries, CHUNK)):
+        yield i * CHUNK, compress(text_of(chunk))
+
+
+def unpacked_text(stored: object) -> bytes:
+    """A stored chunk's text; ``ValueError`` when the stored value is not one ``pack`` made."""
+    if not isinstance(stored, bytes):
+        raise ValueError(f"a chunk of entries is stored as {type(stored).__name__}, not bytes")
+    try:
+        return zlib.decompress(stored)
+    except zlib.error as exc:
+        raise ValueError(f"a chunk of entries cannot be decoded ({exc})") from None
+
+
+def unpack(stored: object) -> list[str]:
+    """A chunk's entries; ``ValueError`` when the stored value is not one ``pack`` made."""
+    try:
+        return unpacked_text(stored).decode().split("\n")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a chunk of entries cannot be decoded ({exc})") from None
