@@ -266,11 +266,19 @@ def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, appl
     if back_off:  # on demand, the operator asks for a try now
         failures.hold_back(store, changes)
         waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
+    entries = len(report.entries)
+    built = False
     if apply:
-        Applier(store, report.cycle_id, now_iso()).apply(changes)
+        # the entries are built while the apply's last big batches are written (Applier.apply)
+        built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False))
+        if not built:
+            report.entries.truncate(entries)  # (built as if a batch the database refused went in)
         failures.record(store, changes, now_iso())
     report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
-    report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
+    if built:
+        changes.clear()
+    else:
+        report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
     return waiting
 
 

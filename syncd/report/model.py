@@ -172,12 +172,13 @@ class CycleReport:
         if not isinstance(self.entries, Entries):
             self.entries = Entries(self.entries)
 
-    def add_changes(self, changes: list[Change]) -> None:
-        """Turn changes into entries, letting go of each change as it goes (large plans)."""
+    def add_changes(self, changes: list[Change], *, release: bool = True) -> None:
+        """Turn changes into entries; ``release``: letting go of each change as it goes (large plans)."""
         first, append = len(self.entries) + 1, self.entries.append
         for i, change in enumerate(changes):
             append(entry_of(change, f"{self.cycle_id}:{first + i}"))
-            changes[i] = None  # type: ignore[call-overload]
+            if release:
+                changes[i] = None  # type: ignore[call-overload]
 
     @property
     def counts(self) -> dict[str, int]:

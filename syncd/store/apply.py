@@ -7,13 +7,33 @@ rest go on (the cycle ends ``partial``). Staged and held changes are not applied
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import orjson
 
 from ..model import Change
 from .db import Store
 
 BATCHED = frozenset({("user", "create"), ("group", "create"), ("membership", "add_member")})
 REBUILD_INDEXES_AT = 10_000  # rows in one batch of inserts
+
+USERS_SQL = (
+    "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+    " VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?)"
+)
+MEMBERSHIPS_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)"
+
+# batches at least this long that end an apply run behind it (_Behind), as one statement over
+# a JSON array of their rows (SQLite takes it apart without the GIL)
+BEHIND_AT = 1_000
+BEHIND = frozenset({("user", "create"), ("membership", "add_member")})
+ROWS_PER_STATEMENT = 25_000  # (SQLite copies the JSON, then parses it whole: ~5 MB at 25k users)
+USERS_JSON_SQL = (
+    "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'active', 1, ?2, ?2, ?3 FROM json_each(?1)"
+)
+MEMBERSHIPS_JSON_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
 
 
 def _secondary_indexes(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
@@ -29,24 +49,42 @@ class Applier:
         self.group_ids: dict[str, int] = {}
         self.user_ids: dict[str, int] = {}
 
-    def apply(self, changes: list[Change]) -> None:
-        run: list[Change] = []  # consecutive changes of one batchable kind
-        for change in changes:
-            kind = (change.object_type, change.action)
-            if run and (kind != (run[0].object_type, run[0].action) or change.status != "success"):
-                self._apply_run(run)
-                run = []
-            if change.status == "success" and kind in BATCHED:
-                run.append(change)
-                continue
-            if change.status == "staged":
-                self._stage(change)
-                continue
-            if change.status != "success" or change.action == "skip":
-                continue
+    def apply(self, changes: list[Change], meanwhile: Callable[[], None] | None = None) -> bool:
+        """Apply the changes, in order.
+
+        ``meanwhile``: work that needs no store (the report's entries), run while the last
+        batches are written, when the apply ends with big ones (a first cycle's users and
+        memberships): they run behind (``_Behind``). It sees the changes as if those batches
+        succeed. Returns whether it ran and the changes stayed as it saw them: a batch the
+        database refuses is applied one change at a time after it, and may end otherwise.
+        """
+        steps = list(_steps(changes))
+        ahead = len(steps) - (_tail_behind(steps) if meanwhile is not None else 0)
+        for step in steps[:ahead]:
+            self._apply_step(step)
+        if ahead == len(steps):
+            return False
+        assert meanwhile is not None
+        behind = _Behind.start(self, steps[ahead:])
+        if behind is not None:
+            try:
+                meanwhile()
+            finally:
+                refused = behind.wait()
+            if not refused:
+                return True
+        for step in _steps([c for run in steps[ahead:] for c in run]):  # (anew: a membership may have failed)
+            self._apply_step(step)
+        return False
+
+    def _apply_step(self, step: list[Change]) -> None:
+        change = step[0]
+        if change.status == "success" and (change.object_type, change.action) in BATCHED:
+            self._apply_run(step)
+        elif change.status == "staged":
+            self._stage(change)
+        elif change.status == "success" and change.action != "skip":
             self._apply_one(change)
-        if run:
-            self._apply_run(run)
 
     def _apply_one(self, change: Change) -> None:
         try:
@@ -77,8 +115,7 @@ class Applier:
         return self._batch_create(
             run, "users", self.user_ids,
             lambda ch, local_id: (local_id, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"], self.now, self.now, self.cycle_id),
-            "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
-            " VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?)",
+            USERS_SQL,
         )
 
     def _batch_group_create(self, run: list[Change]) -> bool:
@@ -97,9 +134,9 @@ class Applier:
         The ids are given, counting on from the table's largest (what SQLite would pick one
         insert at a time), so that none has to be read back (100k users: ~0.07 s).
         """
-        if len({ch.entra_id for ch in run}) != len(run) or any(not ch.entra_id for ch in run):
+        if not _numbered_by_entra_id(run):
             return False
-        first = self.c.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
+        first = self._next_id(table)
         rows = [row(ch, local_id) for local_id, ch in enumerate(run, first)]
         if not self._executemany(sql, rows, self._to_rebuild(table, len(rows))):
             return False
@@ -107,7 +144,22 @@ class Applier:
             ch.local_id = ids_by_entra[ch.entra_id or ""] = local_id
         return True
 
+    def _next_id(self, table: str) -> int:
+        """The local id of the next new user or group: on from the table's largest, as
+        SQLite numbers them one insert at a time."""
+        return self.c.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
+
     def _batch_membership_add_member(self, run: list[Change]) -> bool:
+        rows, resolved = self._member_rows(run)
+        if self._executemany(MEMBERSHIPS_SQL, rows, self._to_rebuild("memberships", len(rows))):
+            return True
+        for ch in resolved:
+            self._apply_one(ch)
+        return True
+
+    def _member_rows(self, run: list[Change]) -> tuple[list[tuple[int, int]], list[Change]]:
+        """(group id, user id) rows in key order, and the changes they are; a change whose
+        group or user is missing fails here."""
         rows, resolved = [], []
         for ch in run:
             try:
@@ -116,11 +168,7 @@ class Applier:
             except LookupError as exc:
                 self._failed(ch, exc)
         rows.sort()  # in key order: appended to the table's B-tree, not inserted at random places
-        if self._executemany("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)", rows, self._to_rebuild("memberships", len(rows))):
-            return True
-        for ch in resolved:
-            self._apply_one(ch)
-        return True
+        return rows, resolved
 
     def _to_rebuild(self, table: str, inserting: int) -> list[tuple[str, str]]:
         """The indexes to drop before a batch and build after it: all of the table's own
@@ -249,3 +297,137 @@ class Applier:
     # ---- invites (R13)
     def _invite_revoke(self, ch: Change) -> None:
         self.c.execute("UPDATE invites SET status = 'revoked', updated_at = ? WHERE id = ? AND status = 'open'", (self.now, ch.local_id))
+
+
+def _steps(changes: list[Change]) -> Iterator[list[Change]]:
+    """The changes as the apply takes them: runs of consecutive batchable ones of one kind,
+    and every other change alone."""
+    run: list[Change] = []
+    for change in changes:
+        kind = (change.object_type, change.action)
+        if run and (kind != (run[0].object_type, run[0].action) or change.status != "success"):
+            yield run
+            run = []
+        if change.status == "success" and kind in BATCHED:
+            run.append(change)
+        else:
+            yield [change]
+    if run:
+        yield run
+
+
+def _writes(step: list[Change]) -> bool:
+    return step[0].status == "staged" or (step[0].status == "success" and step[0].action != "skip")
+
+
+def _tail_behind(steps: list[list[Change]]) -> int:
+    """How many of the last steps can run behind: big user or membership batches, and
+    changes that write nothing (skips, failures held back)."""
+    n = batches = 0
+    for step in reversed(steps):
+        if not _writes(step):
+            n += 1
+        elif (step[0].object_type, step[0].action) in BEHIND and len(step) >= BEHIND_AT:
+            n += 1
+            batches += 1
+        else:
+            break
+    return n if batches else 0
+
+
+def _numbered_by_entra_id(run: list[Change]) -> bool:
+    """Whether a run of creates can go in as one batch: each has an Entra id, its own."""
+    return len({ch.entra_id for ch in run}) == len(run) and all(ch.entra_id for ch in run)
+
+
+# (indexes to drop and build again, [(statement, its parameters)])
+Work = tuple[list[tuple[str, str]], list[tuple[str, tuple[object, ...]]]]
+
+
+class _Behind:
+    """The last batches of an apply (``Applier.apply``), written on a helper thread.
+
+    Each is one statement over a JSON array of its rows (``USERS_JSON_SQL``,
+    ``MEMBERSHIPS_JSON_SQL``), with the indexes ``_to_rebuild`` names dropped before and
+    built after: statements during which sqlite3 lets go of the GIL, so the cycle's thread
+    builds the report meanwhile (100k users: ~0.25 s of inserts and index builds behind
+    ~0.3 s of entries). The rows are made first, here, as the batches would make them, and
+    the new users get the ids they would. It all goes in one savepoint, which ``wait``
+    rolls back when the database refuses a batch (the apply then takes those changes as it
+    takes a batch refused).
+    """
+
+    def __init__(self, applier: Applier, work: list[Work], new_users: list[Change]) -> None:
+        self.c = applier.c
+        self._user_ids = applier.user_ids
+        self._new_users = new_users
+        self._failed: BaseException | None = None
+        self.c.execute("SAVEPOINT behind")
+        self._thread = threading.Thread(target=self._run, args=(work,), name="syncd-apply", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, applier: Applier, steps: list[list[Change]]) -> _Behind | None:
+        """Start the batches of ``steps``; None when they cannot run behind: a run of new
+        users the batch would refuse anyway, or with U+0000 in it (SQLite's JSON ends a
+        string there)."""
+        runs = [run for run in steps if _writes(run)]
+        user_texts: list[list[str]] = []  # each user run's rows as JSON arrays, ROWS_PER_STATEMENT at a time
+        firsts: list[int] = []  # each user run's first id
+        next_id = applier._next_id("users")
+        for run in runs:
+            if run[0].object_type == "user":
+                if not _numbered_by_entra_id(run):
+                    return None
+                texts = []
+                for at in range(0, len(run), ROWS_PER_STATEMENT):
+                    rows = [(i, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"])
+                            for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], next_id + at)]
+                    text = orjson.dumps(rows)
+                    if b"\\u0000" in text:
+                        return None
+                    texts.append(text.decode())
+                user_texts.append(texts)
+                firsts.append(next_id)
+                next_id += len(run)
+        work: list[Work] = []
+        new_users: list[Change] = []
+        for run in runs:
+            if run[0].object_type == "user":
+                for local_id, ch in enumerate(run, firsts.pop(0)):  # the ids its rows carry
+                    ch.local_id = applier.user_ids[ch.entra_id or ""] = local_id
+                new_users += run
+                statements: list[tuple[str, tuple[object, ...]]] = [
+                    (USERS_JSON_SQL, (text, applier.now, applier.cycle_id)) for text in user_texts.pop(0)
+                ]
+                work.append((applier._to_rebuild("users", len(run)), statements))
+            else:  # (after the users: their ids are known)
+                member_rows, _ = applier._member_rows(run)
+                work.append((applier._to_rebuild("memberships", len(member_rows)), [(MEMBERSHIPS_JSON_SQL, (orjson.dumps(member_rows).decode(),))]))
+        return cls(applier, work, new_users)
+
+    def _run(self, work: list[Work]) -> None:
+        try:
+            for rebuild, statements in work:
+                for name, _ in rebuild:
+                    self.c.execute(f'DROP INDEX "{name}"')
+                while statements:  # (each JSON text let go once it is in)
+                    sql, parameters = statements.pop(0)
+                    self.c.execute(sql, parameters)
+                for _, create in rebuild:
+                    self.c.execute(create)
+        except BaseException as exc:  # noqa: BLE001 - handed to the cycle's thread (wait)
+            self._failed = exc
+
+    def wait(self) -> bool:
+        """Wait for the batches; True when the database refused one (then none is in)."""
+        self._thread.join()
+        if self._failed is not None:
+            self.c.execute("ROLLBACK TO behind")
+            for ch in self._new_users:  # numbered again by the apply, one at a time
+                ch.local_id = None
+                self._user_ids.pop(ch.entra_id or "", None)
+        self.c.execute("RELEASE behind")
+        if self._failed is not None and not isinstance(self._failed, sqlite3.Error):
+            raise self._failed
+        return self._failed is not None

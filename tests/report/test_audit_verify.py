@@ -308,3 +308,28 @@ def test_a_report_held_in_compressed_chunks_stores_and_verifies_the_same(env: En
     assert firsts == list(range(0, len(report.entries), 4))  # stored as they were held
     assert list(stored.entries) == list(report.entries) and stored.counts == report.counts
     assert verify(env)["ok"] is True
+
+
+def test_entries_built_while_the_last_batches_are_written_are_the_entries(tmp_path, monkeypatch):
+    from syncd.report import model as report_model
+    from syncd.store import apply as apply_mod
+    from syncd.store.audit import load_report
+
+    monkeypatch.setattr(report_model, "CHUNK", 7)  # and most of them in compressed chunks
+    started = []
+    start = apply_mod._Behind.start.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(apply_mod._Behind, "start", classmethod(lambda cls, *a: started.append(1) or start(cls, *a)))
+    got = {}
+    for behind_at in (2, 10**9):
+        monkeypatch.setattr(apply_mod, "BEHIND_AT", behind_at)
+        env = Env(tmp_path / str(behind_at))
+        env.tmp.mkdir()
+        env.configure()
+        report = run_cycle(env.config(), CycleOptions(), reader=fake_reader(30))
+        assert report.status == "succeeded"
+        with Store(str(env.store_path)) as store:
+            entries = list(load_report(store, report.cycle_id).entries)
+        got[behind_at] = ([{k: v for k, v in e.items() if k != "change_id"} for e in entries], report.counts)
+        assert verify(env)["ok"] is True
+    assert started  # the first cycle's users and memberships were written behind
+    assert got[2] == got[10**9] and len(got[2][0]) > 30

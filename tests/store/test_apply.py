@@ -3,7 +3,11 @@ database refuses still fails change by change with every index in place."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.model import Change
 from syncd.store import apply as apply_mod
@@ -119,3 +123,67 @@ def test_a_big_batch_of_memberships_rebuilds_the_memberships_index(store):
     plan = store.conn.execute("EXPLAIN QUERY PLAN SELECT group_id FROM memberships WHERE user_id = ?", (users[2].local_id,)).fetchall()
     assert "memberships_user" in str(plan)
     assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# ---- the last batches, written behind (Applier.apply's meanwhile)
+
+def _tail(n_users: int, taken: set[int], nul: bool) -> list[Change]:
+    """A first cycle's tail: a group, new users (some whose Entra id a local user holds
+    already: the batch is refused) and their memberships, then a skip."""
+    group = Change("create", "group", "g1", "Group 1", values={"name": "Group 1"})
+    users = [create(n) for n in range(n_users)]
+    if nul and users:
+        users[0].values = {**users[0].values, "display_name": "Ann\x00"}
+    adds = [Change("add_member", "membership", "g1", f"Group 1 / user{n}", group_ref=("entra", "g1"), user_ref=("entra", f"e{n}"))
+            for n in reversed(range(n_users))]
+    skip = Change("skip", "user", "e99", "x", status="skipped", error=True)
+    return [group, *users, *adds, skip]
+
+
+def _outcome(store: Store, changes: list[Change]) -> tuple:
+    rows = store.conn.execute("SELECT id, entra_id, user_name, display_name, email, status, managed, last_cycle_id FROM users ORDER BY id").fetchall()
+    members = store.conn.execute("SELECT group_id, user_id FROM memberships ORDER BY 1, 2").fetchall()
+    return rows, members, [(c.status, c.local_id, c.reason) for c in changes], store.conn.execute("PRAGMA integrity_check").fetchone()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_users=st.integers(0, 6), taken=st.sets(st.integers(0, 5), max_size=2), nul=st.booleans())
+def test_batches_written_behind_end_as_the_apply_would_leave_them(tmp_path_factory, n_users, taken, nul):
+    outcomes, seen = [], []
+    for behind in (False, True):
+        path = tmp_path_factory.mktemp("behind") / "syncd.db"
+        with (Store(str(path)) as store, patch.object(apply_mod, "BEHIND_AT", 2), patch.object(apply_mod, "REBUILD_INDEXES_AT", 3),
+              patch.object(apply_mod, "ROWS_PER_STATEMENT", 2)):
+            for n in sorted(taken):  # local users holding Entra ids the batch brings again
+                store.conn.execute("INSERT INTO users (entra_id, user_name, created_at, updated_at) VALUES (?, ?, 'x', 'x')", (f"e{n}", f"old{n}"))
+            changes = _tail(n_users, taken, nul)
+
+            def meanwhile(changes: list[Change] = changes) -> None:
+                seen.append([(c.status, c.local_id) for c in changes])
+
+            with store.transaction():
+                ran = Applier(store, "c1", "now").apply(changes, meanwhile=meanwhile if behind else None)
+            outcomes.append(_outcome(store, changes))
+        if behind:
+            # behind when the users batch goes in whole: two users at least, none taken, no U+0000
+            wrote_behind = n_users >= 2 and not (taken & set(range(n_users))) and not nul
+            assert ran == wrote_behind
+            if seen:  # meanwhile saw the changes as they ended when the batches went in
+                assert not ran or seen[-1] == [(c.status, c.local_id) for c in changes]
+        else:
+            assert ran is False
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][-1] == ("ok",)
+
+
+def test_a_failing_meanwhile_still_waits_for_the_batches(store, monkeypatch):
+    monkeypatch.setattr(apply_mod, "BEHIND_AT", 2)
+    changes = _tail(4, set(), nul=False)
+
+    def meanwhile() -> None:
+        raise RuntimeError("the report failed")
+
+    with pytest.raises(RuntimeError), store.transaction():
+        Applier(store, "c1", "now").apply(changes, meanwhile=meanwhile)
+    assert not store.conn.in_transaction  # rolled back, after the helper let go of the connection
+    assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id IS NOT NULL").fetchone() == (0,)
