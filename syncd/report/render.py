@@ -9,7 +9,6 @@ import os
 import re
 from collections.abc import Iterator
 
-from ..compat import batched
 from .model import CycleReport
 
 
@@ -30,16 +29,17 @@ def render_json(report: CycleReport) -> str:
     return "".join(json_chunks(report))
 
 
-def json_chunks(report: CycleReport, per_chunk: int = 2000) -> Iterator[str]:
-    """``render_json`` in pieces, for writing a 100k-entry report without holding it twice."""
+def json_chunks(report: CycleReport) -> Iterator[str]:
+    """``render_json`` in pieces, for writing a 100k-entry report without holding it twice:
+    a piece per chunk of entries (``Entries.texts``, one entry per line already)."""
     head = json.dumps(report.header(), ensure_ascii=False, indent=2)
     if not len(report.entries):
         yield head[:-2] + ',\n  "entries": []\n}'
         return
     yield head[:-2] + ',\n  "entries": [\n    '
     sep = ""
-    for chunk in batched(report.entries.iter_raw(), per_chunk):
-        yield sep + ",\n    ".join(chunk)
+    for text in report.entries.texts():
+        yield sep + text.decode().replace("\n", ",\n    ")  # (canonical JSON holds no raw newline)
         sep = ",\n    "
     yield "\n  ]\n}"
 
