@@ -13,6 +13,7 @@ from syncd.source.pages import (
     ReadAccumulator,
     _id,
     groups_page,
+    malformed,
     parse_page,
     user_from_item,
     users_page,
@@ -54,7 +55,8 @@ def test_account_enabled_absent_is_not_enabled():
 
 json_value = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
 user_item = st.fixed_dictionaries(
-    {"id": st.sampled_from([U1, U2, U1.upper(), "not-a-guid", 7, None])},
+    # (and ids a check of many at once must not let through: GUIDs run together, one with a newline)
+    {"id": st.sampled_from([U1, U2, U1.upper(), "not-a-guid", 7, None, U1 + "\n", f"{U1}\n{U2}", U1[:-1], U1 + "0"])},
     optional={
         "userPrincipalName": json_value, "displayName": json_value, "mail": json_value,
         "accountEnabled": json_value, "userType": json_value, "@removed": st.just({"reason": "changed"}),
@@ -76,6 +78,33 @@ def test_users_page_takes_each_item_as_user_from_item_does(items):
     assert page.users == [u for kind, u in expected if kind == "user"]
     assert page.removed_users == [u for kind, u in expected if kind == "removed"]
     assert all(type(u) is type(user_from_item({"id": U1}, "/u")) for u in page.users)
+
+
+member = st.fixed_dictionaries(
+    {"id": st.sampled_from([U1, U2.upper(), "not-a-guid", None, f"{U1}\n{U2}"]),
+     "@odata.type": st.sampled_from(["#microsoft.graph.user", "#microsoft.graph.group", "#x"])},
+    optional={"@removed": st.just({"reason": "deleted"})},
+)
+
+
+@given(st.lists(member | st.just(5), max_size=5))
+def test_a_groups_page_checks_each_member_as_id_does(members):
+    """groups_page checks a group's member ids at once: the same members, the same errors."""
+    item = {"id": G, "displayName": "Team", "members@delta": members}
+    try:
+        expected = []
+        for m in members:
+            if not isinstance(m, dict):
+                raise malformed("/g", f"group {G}: a member is not an object")
+            expected.append((_id(m, "/g"), "@removed" in m))
+    except SourceError as exc:
+        with pytest.raises(SourceError) as err:
+            groups_page(RawPage([item], None, None), "/g")
+        assert str(err.value) == str(exc)
+        return
+    page = groups_page(RawPage([item], None, None), "/g")
+    assert set(page.members_added[G]) | page.members_removed[G] == {mid for mid, _ in expected}
+    assert all(mid.islower() or not mid.isalpha() for mid, _ in expected)
 
 
 def groups(items, acc):
