@@ -350,8 +350,8 @@ class _Behind:
     Each is one statement over a JSON array of its rows (``USERS_JSON_SQL``,
     ``MEMBERSHIPS_JSON_SQL``), with the indexes ``_to_rebuild`` names dropped before and
     built after: statements during which sqlite3 lets go of the GIL, so the cycle's thread
-    builds the report meanwhile (100k users: ~0.25 s of inserts and index builds behind
-    ~0.3 s of entries). The rows are made first, here, as the batches would make them, and
+    builds the report meanwhile (100k users, 40k new: ~0.35 s of inserts and index builds
+    beside ~0.4 s of entries). The rows are made first, here, as the batches would make them, and
     the new users get the ids they would. It all goes in one savepoint, which ``wait``
     rolls back when the database refuses a batch (the apply then takes those changes as it
     takes a batch refused).
