@@ -9,6 +9,7 @@ The audit hash chain is computed over the entries' text, not over this encoding.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterable, Iterator
 
@@ -32,19 +33,20 @@ def pack(entries: Iterable[str]) -> Iterator[tuple[int, bytes]]:
         yield i * CHUNK, compress(text_of(chunk))
 
 
-def unpacked_text(stored: object) -> bytes:
-    """A stored chunk's text; ``ValueError`` when the stored value is not one ``pack`` made."""
-    if not isinstance(stored, bytes):
-        raise ValueError(f"a chunk of entries is stored as {type(stored).__name__}, not bytes")
-    try:
-        return zlib.decompress(stored)
-    except zlib.error as exc:
-        raise ValueError(f"a chunk of entries cannot be decoded ({exc})") from None
+def hash_lines(sha: hashlib._Hash, texts: Iterable[bytes]) -> hashlib._Hash:
+    """``sha`` updated with each chunk's entries, each followed by a newline (the entries'
+    digest a report's header records, ``audit.entries_hash``)."""
+    for text in texts:
+        sha.update(text)
+        sha.update(b"\n")
+    return sha
 
 
 def unpack(stored: object) -> list[str]:
     """A chunk's entries; ``ValueError`` when the stored value is not one ``pack`` made."""
+    if not isinstance(stored, bytes):
+        raise ValueError(f"a chunk of entries is stored as {type(stored).__name__}, not bytes")
     try:
-        return unpacked_text(stored).decode().split("\n")
-    except UnicodeDecodeError as exc:
+        return zlib.decompress(stored).decode().split("\n")
+    except (zlib.error, UnicodeDecodeError) as exc:
         raise ValueError(f"a chunk of entries cannot be decoded ({exc})") from None

@@ -13,7 +13,7 @@ import orjson
 
 from ..compat import batched
 from ..model import Change
-from .chunks import CHUNK, compress, text_of
+from .chunks import CHUNK, compress, hash_lines, text_of
 
 
 def canonical(doc: Any) -> str:
@@ -71,8 +71,7 @@ class Entries:
 
     def _seal(self) -> None:
         text = text_of(self._open)
-        self._sha.update(text)
-        self._sha.update(b"\n")
+        hash_lines(self._sha, (text,))
         self._sealed.append(compress(text))
         self._open = []
 
@@ -81,11 +80,7 @@ class Entries:
 
     def sha256(self) -> str:
         """sha256 of the entries, each followed by a newline (``audit.entries_hash``)."""
-        sha = self._sha.copy()
-        for chunk in self._open_chunks():
-            sha.update(text_of(chunk))
-            sha.update(b"\n")
-        return sha.hexdigest()
+        return hash_lines(self._sha.copy(), map(text_of, self._open_chunks())).hexdigest()
 
     def texts(self) -> Iterator[bytes]:
         """Each chunk's text (``chunks.text_of``), in order."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..compat import batched
 from ..errors import SyncdError
-from ..report.chunks import CHUNK, text_of, unpack
+from ..report.chunks import CHUNK, hash_lines, text_of, unpack
 from ..report.model import CycleReport, Entries, canonical
 from .db import Store
 from .schema import insert_chunks
@@ -59,11 +59,7 @@ def chain_hash_of_texts(prev_hash: str, header: str, texts: Iterable[bytes]) -> 
 
 def entries_hash(entries: Iterable[str]) -> str:
     """sha256 of the entries, each followed by a newline (``Entries.sha256``)."""
-    h = hashlib.sha256()
-    for text in _texts(entries):
-        h.update(text)
-        h.update(b"\n")
-    return h.hexdigest()
+    return hash_lines(hashlib.sha256(), _texts(entries)).hexdigest()
 
 
 def save_report(store: Store, report: CycleReport) -> None:
