@@ -18,10 +18,8 @@ from .db import Store
 BATCHED = frozenset({("user", "create"), ("group", "create"), ("membership", "add_member")})
 REBUILD_INDEXES_AT = 10_000  # rows in one batch of inserts
 
-USERS_SQL = (
-    "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
-    " VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?)"
-)
+_USERS_INSERT = "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+USERS_SQL = _USERS_INSERT + " VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?)"
 MEMBERSHIPS_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)"
 
 # batches at least this long that end an apply run behind it (_Behind), as one statement over
@@ -29,8 +27,7 @@ MEMBERSHIPS_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES 
 BEHIND_AT = 1_000
 BEHIND = frozenset({("user", "create"), ("membership", "add_member")})
 ROWS_PER_STATEMENT = 25_000  # (SQLite copies the JSON, then parses it whole: ~5 MB at 25k users)
-USERS_JSON_SQL = (
-    "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+USERS_JSON_SQL = _USERS_INSERT + (  # (the rows of _user_row)
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'active', 1, ?2, ?2, ?3 FROM json_each(?1)"
 )
 MEMBERSHIPS_JSON_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
@@ -114,7 +111,7 @@ class Applier:
     def _batch_user_create(self, run: list[Change]) -> bool:
         return self._batch_create(
             run, "users", self.user_ids,
-            lambda ch, local_id: (local_id, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"], self.now, self.now, self.cycle_id),
+            lambda ch, local_id: (*_user_row(ch, local_id), self.now, self.now, self.cycle_id),
             USERS_SQL,
         )
 
@@ -335,6 +332,11 @@ def _tail_behind(steps: list[list[Change]]) -> int:
     return n if batches else 0
 
 
+def _user_row(ch: Change, local_id: int) -> tuple[int, str | None, object, object, object]:
+    """A new user's own columns (id, entra_id, user_name, display_name, email)."""
+    return local_id, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"]
+
+
 def _numbered_by_entra_id(run: list[Change]) -> bool:
     """Whether a run of creates can go in as one batch: each has an Entra id, its own."""
     return len({ch.entra_id for ch in run}) == len(run) and all(ch.entra_id for ch in run)
@@ -381,9 +383,7 @@ class _Behind:
                     return None
                 texts = []
                 for at in range(0, len(run), ROWS_PER_STATEMENT):
-                    rows = [(i, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"])
-                            for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], next_id + at)]
-                    text = orjson.dumps(rows)
+                    text = orjson.dumps([_user_row(ch, i) for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], next_id + at)])
                     if b"\\u0000" in text:
                         return None
                     texts.append(text.decode())
