@@ -11,9 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 # --------------------------------------------------------------------------- Entra side
+
+
+class _Absent:
+    """A property an object left out (R14a): "unchanged", never false or empty."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        raise TypeError("ABSENT has no truth value: lay the object over what is known first (overlay_user)")
+
+
+ABSENT: Any = _Absent()
 
 
 class EntraUser(NamedTuple):
@@ -21,14 +36,22 @@ class EntraUser(NamedTuple):
 
     A named tuple, not a frozen dataclass: a full read builds one per user of the tenant,
     and a tuple is built several times faster; it is also the row the store writes as is.
+
+    From a read, any property may be ``ABSENT`` (a delta round sends only what changed);
+    ``overlay_user`` lays it over what was known before. In the mirror, ``account_enabled``
+    is True, False, or None when Graph has never said (then no rule acts on it).
     """
 
     id: str
     user_principal_name: str | None
     display_name: str | None
     mail: str | None
-    account_enabled: bool
+    account_enabled: bool | None
     user_type: str | None = None  # "Member" | "Guest"
+
+    @property
+    def partial(self) -> bool:
+        return any(v is ABSENT for v in self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +59,39 @@ class EntraGroup:
     id: str
     display_name: str | None
     security_enabled: bool = True
+
+    @property
+    def partial(self) -> bool:
+        return self.display_name is ABSENT or self.security_enabled is ABSENT
+
+
+def overlay_user(base: EntraUser | None, new: EntraUser) -> EntraUser:
+    """``new`` laid over ``base`` (an earlier occurrence in the read, or what the mirror
+    knew): each property ``new`` left out keeps ``base``'s (still ABSENT without one)."""
+    if base is None or not new.partial:
+        return new
+    return EntraUser(new.id, *(old if value is ABSENT else value for value, old in zip(new[1:], base[1:], strict=True)))
+
+
+def overlay_group(base: EntraGroup | None, new: EntraGroup) -> EntraGroup:
+    """As ``overlay_user``, for groups."""
+    if base is None or not new.partial:
+        return new
+    return EntraGroup(
+        new.id,
+        base.display_name if new.display_name is ABSENT else new.display_name,
+        base.security_enabled if new.security_enabled is ABSENT else new.security_enabled,
+    )
+
+
+def unknown_user(uid: str) -> EntraUser:
+    """A user Graph has said nothing of: laid under a partial one that the mirror lacks."""
+    return EntraUser(uid, None, None, None, None, None)
+
+
+def unknown_group(gid: str) -> EntraGroup:
+    """A group Graph has said nothing of (a group is security-enabled unless said otherwise)."""
+    return EntraGroup(gid, None, True)
 
 
 PrincipalType = Literal["User", "Group"]
@@ -50,6 +106,11 @@ class GraphRead:
     reads carry only what changed since the stored delta links (users/groups upserted,
     ``removed_*`` gone, ``members_added``/``members_removed`` per group). Assignments have
     no delta in Graph, so they are always complete.
+
+    Users and groups may be partial (``ABSENT`` properties: unchanged, R14a). An on-demand
+    read is evidence only of what it read whole: ``groups_read`` (each with its complete
+    member list in ``members_added``) and ``users_read`` (each with its complete list of
+    groups, ``groups_of``); other users in it came as members of those groups.
     """
 
     full: bool
@@ -62,6 +123,10 @@ class GraphRead:
     members_added: dict[str, dict[str, MemberType]] = field(default_factory=dict)
     # group id -> {member id}
     members_removed: dict[str, set[str]] = field(default_factory=dict)
+    # on demand: the users and groups read whole, and each such user's groups (direct)
+    users_read: set[str] = field(default_factory=set)
+    groups_read: set[str] = field(default_factory=set)
+    groups_of: dict[str, set[str]] = field(default_factory=dict)
     # "users" / "groups" -> the @odata.deltaLink to resume from; None when not tracked
     delta_links: dict[str, str] = field(default_factory=dict)
     graph_requests: int = 0

@@ -18,7 +18,16 @@ from typing import Any, Literal
 import orjson
 
 from ..errors import SourceError
-from ..model import EntraGroup, EntraUser, GraphRead, MemberType, PrincipalType
+from ..model import (
+    ABSENT,
+    EntraGroup,
+    EntraUser,
+    GraphRead,
+    MemberType,
+    PrincipalType,
+    overlay_group,
+    overlay_user,
+)
 
 _GUID_TEXT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _GUID = re.compile(_GUID_TEXT)
@@ -151,24 +160,38 @@ class GraphPage:
 OnPage = Callable[[GraphPage], Awaitable[None] | None]
 
 
+def _enabled(value: Any) -> bool | None:
+    """accountEnabled: True or False as said; ABSENT when left out; None (not known) for null."""
+    return value if value is True or value is False or value is ABSENT else None
+
+
 def user_from_item(item: dict[str, Any], where: str) -> EntraUser:
+    """A user with the properties the item carries; those it leaves out are ABSENT (R14a)."""
+    get = item.get
     return EntraUser(
         id=_id(item, where),
-        user_principal_name=item.get("userPrincipalName"),
-        display_name=item.get("displayName"),
-        mail=item.get("mail"),
-        # absent means "not known to be enabled": never provision on a guess (R2)
-        account_enabled=item.get("accountEnabled") is True,
-        user_type=item.get("userType"),
+        user_principal_name=get("userPrincipalName", ABSENT),
+        display_name=get("displayName", ABSENT),
+        mail=get("mail", ABSENT),
+        account_enabled=_enabled(get("accountEnabled", ABSENT)),
+        user_type=get("userType", ABSENT),
     )
 
 
 def group_from_item(item: dict[str, Any], where: str) -> EntraGroup:
+    """As ``user_from_item``, for groups (a null securityEnabled reads as enabled)."""
+    security = item.get("securityEnabled", ABSENT)
     return EntraGroup(
         id=_id(item, where),
-        display_name=item.get("displayName"),
-        security_enabled=item.get("securityEnabled", True) is not False,
+        display_name=item.get("displayName", ABSENT),
+        security_enabled=security if security is ABSENT else security is not False,
     )
+
+
+def _has_properties(item: dict[str, Any]) -> bool:
+    """Whether a group item says anything of the group itself (a big group's later slices
+    carry only its id and members@delta)."""
+    return "displayName" in item or "securityEnabled" in item
 
 
 def member_type(item: dict[str, Any]) -> MemberType:
@@ -176,8 +199,8 @@ def member_type(item: dict[str, Any]) -> MemberType:
 
 
 def users_page(raw: RawPage, where: str) -> GraphPage:
-    # a full read runs this once per user of the tenant: user_from_item inlined, the ids
-    # checked at once (100k users: 0.34 -> 0.20 -> 0.10 s); test_pages holds it to user_from_item
+    # a full read runs this once per user of the tenant: user_from_item inlined and the ids
+    # checked at once; test_pages holds it to user_from_item
     page = GraphPage("users")
     users, removed = page.users, page.removed_users
     new = tuple.__new__  # (what EntraUser._make calls)
@@ -186,8 +209,10 @@ def users_page(raw: RawPage, where: str) -> GraphPage:
             removed.append(uid)
             continue
         get = item.get
-        users.append(new(EntraUser, (uid, get("userPrincipalName"), get("displayName"), get("mail"),
-                                     get("accountEnabled") is True, get("userType"))))
+        enabled = get("accountEnabled", ABSENT)
+        users.append(new(EntraUser, (uid, get("userPrincipalName", ABSENT), get("displayName", ABSENT), get("mail", ABSENT),
+                                     enabled if enabled is True or enabled is False or enabled is ABSENT else None,
+                                     get("userType", ABSENT))))
     return page
 
 
@@ -199,8 +224,7 @@ def groups_page(raw: RawPage, where: str) -> GraphPage:
             page.removed_groups.append(gid)
             continue
         page.group_ids.append(gid)
-        # a big group's later slices carry only id + members@delta: no properties to take
-        if "displayName" in item:
+        if _has_properties(item):
             page.groups.append(group_from_item(item, where))
         members = item.get("members@delta")
         if members is None:
@@ -238,7 +262,7 @@ def members_page(raw: RawPage, where: str, group_id: str) -> GraphPage:
     for item in raw.items:
         page.members_added[group_id][_id(item, where)] = member_type(item)
         if member_type(item) == "user" and "userPrincipalName" in item:
-            page.users.append(user_from_item(item, where))
+            page.users.append(user_from_item(item, where))  # (a user left out stays as the mirror has it)
     return page
 
 
@@ -246,7 +270,8 @@ def members_page(raw: RawPage, where: str, group_id: str) -> GraphPage:
 
 
 class ReadAccumulator:
-    """Folds pages into one GraphRead; the last occurrence of an object wins."""
+    """Folds pages into one GraphRead: an object that comes again is laid over its earlier
+    occurrence (a partial one changes only what it carries), a removal drops it."""
 
     def __init__(self, full: bool) -> None:
         self.read = GraphRead(full=full, assignments={})
@@ -254,7 +279,7 @@ class ReadAccumulator:
     def add(self, page: GraphPage) -> None:
         read = self.read
         for user in page.users:
-            read.users[user.id] = user
+            read.users[user.id] = overlay_user(read.users.get(user.id), user) if user.partial else user
             read.removed_users.discard(user.id)
         for uid in page.removed_users:
             read.users.pop(uid, None)
@@ -264,7 +289,7 @@ class ReadAccumulator:
             if read.full:
                 read.members_added.setdefault(gid, {})
         for group in page.groups:
-            read.groups[group.id] = group
+            read.groups[group.id] = overlay_group(read.groups.get(group.id), group)
         for gid in page.removed_groups:
             read.groups.pop(gid, None)
             read.members_added.pop(gid, None)

@@ -26,6 +26,10 @@ from ..model import (
     GraphRead,
     LocalGroup,
     LocalUser,
+    overlay_group,
+    overlay_user,
+    unknown_group,
+    unknown_user,
 )
 from .schema import migrate
 from .staging import Fold, StagedRead
@@ -259,6 +263,21 @@ class Store:
         """A sink for the read's pages: a full read's users are written to a temp table."""
         return StagedRead(self.conn, full=full)
 
+    def _lay_over_mirror(self, read: GraphRead) -> None:
+        """Each partial user and group of ``read`` laid over the mirror's copy (or over
+        nothing known): a property a read leaves out is unchanged, never empty (R14a)."""
+        users = [u.id for u in read.users.values() if u.partial]
+        if users:
+            known = {r[0]: entra_user(r) for r in select_in(self, ENTRA_USER_SQL + " WHERE id IN ({})", users)}
+            for uid in users:
+                read.users[uid] = overlay_user(known.get(uid) or unknown_user(uid), read.users[uid])
+        groups = [g.id for g in read.groups.values() if g.partial]
+        if groups:
+            rows = select_in(self, "SELECT id, display_name, security_enabled FROM entra_groups WHERE id IN ({})", groups)
+            known_groups = {r[0]: EntraGroup(r[0], r[1], bool(r[2])) for r in rows}
+            for gid in groups:
+                read.groups[gid] = overlay_group(known_groups.get(gid) or unknown_group(gid), read.groups[gid])
+
     def assignments(self) -> dict[str, str]:
         """The mirror's assignments: principal id -> "User" | "Group"."""
         return dict(self.conn.execute("SELECT principal_id, principal_type FROM entra_assignments").fetchall())
@@ -269,14 +288,16 @@ class Store:
     ) -> Fold | None:
         """Fold one Graph read into the mirror (inside the cycle's transaction).
 
-        ``on_demand`` reads refresh only the objects they carry: a group read on demand
-        carries its complete member list, and nothing else is dropped.
+        A partial user or group changes only the properties it carries (R14a). ``on_demand``
+        reads refresh only the objects they carry: a group read whole replaces its member
+        list, a user read whole its list of groups, and nothing else is dropped.
 
         ``fold_later``: a read with staged users leaves them (and its removals) out, and
         returns the ``Fold`` that puts them in: until it is done, ``entra_users`` is
         missing them (``Fold.take_view`` has the read's view of Entra instead).
         """
         c = self.conn
+        self._lay_over_mirror(read)  # (before a full read empties it)
         if read.full and not on_demand:
             for table in ("entra_users", "entra_groups", "entra_members"):
                 c.execute(f"DELETE FROM {table}")
@@ -295,9 +316,8 @@ class Store:
             c.execute("DELETE FROM entra_groups WHERE id = ?", (gid,))
             c.execute("DELETE FROM entra_members WHERE group_id = ?", (gid,))
         if on_demand:
-            c.executemany(
-                "DELETE FROM entra_members WHERE group_id = ?", ((gid,) for gid in read.members_added if gid in read.groups)
-            )
+            c.executemany("DELETE FROM entra_members WHERE group_id = ?", ((gid,) for gid in read.groups_read))
+            c.executemany("DELETE FROM entra_members WHERE member_id = ?", ((uid,) for uid in read.users_read))
         if fold is None:  # (else the fold writes them, with the users)
             c.executemany(
                 "INSERT OR REPLACE INTO entra_members (group_id, member_id, member_type) VALUES (?, ?, ?)",
@@ -345,7 +365,8 @@ _UNIVERSE_SQL = "SELECT id FROM entra_users{} UNION SELECT entra_id FROM users W
 
 
 def entra_user(r: tuple) -> EntraUser:
-    return EntraUser(r[0], r[1], r[2], r[3], bool(r[4]), sys.intern(r[5]) if r[5] else r[5])  # "Member" once, not per row
+    # enabled is NULL when Graph never said; "Member" held once, not per row
+    return EntraUser(r[0], r[1], r[2], r[3], None if r[4] is None else bool(r[4]), sys.intern(r[5]) if r[5] else r[5])
 
 
 def local_user(r: tuple) -> LocalUser:

@@ -152,8 +152,24 @@ def v3_chunk_entries(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE entries")
 
 
+# V4: the mirror's accountEnabled may be unknown (NULL): a user Graph sent without it, and
+# never whole, is neither enabled nor disabled (R14a)
+V4 = """
+CREATE TABLE entra_users_v4 (
+    id TEXT PRIMARY KEY,
+    upn TEXT,
+    display_name TEXT,
+    mail TEXT,
+    enabled INTEGER,
+    user_type TEXT
+) WITHOUT ROWID;
+INSERT INTO entra_users_v4 SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users;
+DROP TABLE entra_users;
+ALTER TABLE entra_users_v4 RENAME TO entra_users;
+"""
+
 # a script of statements, or a function given the connection (inside the migration's transaction)
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries, V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -34,7 +34,7 @@ from itertools import chain
 import orjson
 
 from ..errors import SourceError
-from ..model import EntraUser, EntraView, GraphRead
+from ..model import ABSENT, EntraUser, EntraView, GraphRead, overlay_user, unknown_user
 from ..source.pages import GraphPage, ReadAccumulator
 
 _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
@@ -44,6 +44,11 @@ _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 # filled by appending instead of by inserts at random places in its B-tree. 100k users:
 # 0.25 s (a row_number() window picking the latest row first: 0.8 s)
 FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
+
+def _user(r: tuple) -> EntraUser:
+    """A mirror or staged row (``_COLUMNS``) as a user; enabled is NULL when never said."""
+    return EntraUser(r[0], r[1], r[2], r[3], None if r[4] is None else bool(r[4]), r[5])
+
 
 # staged rows per INSERT statement (600 parameters; SQLite allows 32766)
 ROWS_PER_INSERT = 100
@@ -80,10 +85,12 @@ class StagedRead:
         self._removed: set[str] = set()
         # the staged users as the fold will leave them, while there are few enough
         self._held: dict[str, EntraUser] | None = {}
+        # users that came partial and not whole after: laid over what is known at finish()
+        self._partial: dict[str, EntraUser] = {}
         conn.execute("DROP TABLE IF EXISTS temp.staged_users")
         conn.execute(
             "CREATE TEMP TABLE staged_users (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, upn TEXT, "
-            "display_name TEXT, mail TEXT, enabled INTEGER NOT NULL, user_type TEXT)"
+            "display_name TEXT, mail TEXT, enabled INTEGER, user_type TEXT)"
         )
         # no rollback journal for the temp database (100k rows: 0.5 -> 0.3 s). Safe because
         # nothing is ever rolled back there: a read that fails is dropped whole, and the
@@ -105,6 +112,7 @@ class StagedRead:
                 self._staged = 0
                 self._removed = set()
                 self._held = {}
+                self._partial = {}
                 return
             if self._full and (page.users or page.removed_users):
                 self._stage(page)
@@ -116,26 +124,54 @@ class StagedRead:
         if self._removed:
             self._removed.difference_update(u.id for u in page.users)
         self._removed.update(page.removed_users)
+        users = page.users
+        # a partial user (rare in a full read) waits for finish(), which lays it over what
+        # came before it; a whole one supersedes the partial ones before it
+        partial = [u for u in users if ABSENT in u]
+        if partial:
+            users = [u for u in users if ABSENT not in u]
+            for u in partial:
+                self._partial[u.id] = overlay_user(self._partial.get(u.id), u)
+        if self._partial:
+            for uid in chain((u.id for u in users), page.removed_users):
+                self._partial.pop(uid, None)
+        self._write(users)
+        if self._held is not None:
+            for uid in page.removed_users:
+                self._held.pop(uid, None)
+
+    def _write(self, users: list[EntraUser]) -> None:
+        """Stage whole users, in their order (the last occurrence of a user wins: FOLD_SQL)."""
         if not self._open:
             self._conn.execute("BEGIN")
             self._open = True
         # an EntraUser is a named tuple in the table's column order: it is the row, and
-        # ROWS_PER_INSERT of them, chained, are one statement's parameters. The read is
-        # CPU-bound: one row per statement cost ~35% more in statement overhead (100k rows:
-        # 0.38-0.50 s against 0.24-0.35 s, microbenchmark)
-        users, k = page.users, ROWS_PER_INSERT
+        # ROWS_PER_INSERT of them, chained, are one statement's parameters (the read is
+        # CPU-bound: fewer statements)
+        k = ROWS_PER_INSERT
         whole = len(users) - len(users) % k
         if whole:
             self._conn.executemany(_insert_sql(k), (tuple(chain.from_iterable(users[i : i + k])) for i in range(0, whole, k)))
         self._conn.executemany(_insert_sql(1), map(tuple, users[whole:]))
-        self._staged += len(page.users)
+        self._staged += len(users)
         if self._held is not None:
             if self._staged > HOLD_USERS:
                 self._held = None
             else:
-                self._held.update((u.id, u) for u in page.users)
-                for uid in page.removed_users:
-                    self._held.pop(uid, None)
+                self._held.update((u.id, u) for u in users)
+
+    def _lay_partials(self) -> None:
+        """Each partial user over its last whole occurrence in this read, else over the
+        mirror's copy, else over nothing known (R14a), staged last so that it wins."""
+        ids = orjson.dumps(list(self._partial)).decode()
+        known: dict[str, EntraUser] = {}
+        for sql in (
+            f"SELECT {_COLUMNS} FROM main.entra_users WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT {_COLUMNS} FROM temp.staged_users WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+        ):
+            known.update((r[0], _user(r)) for r in self._conn.execute(sql, (ids,)))
+        partial, self._partial = self._partial, {}
+        self._write([overlay_user(known.get(uid) or unknown_user(uid), u) for uid, u in partial.items()])
 
     def abandon(self) -> None:
         with self._lock:
@@ -155,6 +191,8 @@ class StagedRead:
         two are merged either way.
         """
         with self._lock:
+            if self._partial:
+                self._lay_partials()
             self._commit()
         got = self._acc.finish()
         read.users.update(got.users)

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.errors import SourceError
+from syncd.model import ABSENT, EntraGroup, EntraUser, overlay_user, unknown_user
 from syncd.source.pages import (
     RawPage,
     ReadAccumulator,
@@ -48,9 +49,42 @@ def test_uppercase_ids_are_normalised():
     assert users_page(raw, "/u").users[0].id == U1
 
 
-def test_account_enabled_absent_is_not_enabled():
-    raw = parse_page(page([{"id": U1}]), "/u")
-    assert users_page(raw, "/u").users[0].account_enabled is False
+def test_a_property_left_out_is_absent_and_null_is_not_known():
+    """R14a: a delta round sends at least the changed properties; one left out is unchanged
+    (ABSENT, laid over what is known later), never false or empty. A null accountEnabled
+    is "not known", neither enabled nor disabled."""
+    raw = parse_page(page([{"id": U1, "displayName": "Renamed"}, {"id": U2, "accountEnabled": None, "mail": None}]), "/u")
+    renamed, nulls = users_page(raw, "/u").users
+    assert renamed.display_name == "Renamed"
+    assert renamed.account_enabled is ABSENT and renamed.user_principal_name is ABSENT and renamed.partial
+    assert nulls.account_enabled is None and nulls.mail is None and nulls.display_name is ABSENT
+    with pytest.raises(TypeError):
+        bool(renamed.account_enabled)  # a rule that forgot to lay it over fails loudly
+
+
+def test_an_object_that_comes_again_partial_changes_only_what_it_carries():
+    acc = ReadAccumulator(full=False)
+    whole = {"id": U1, "userPrincipalName": "a@x", "displayName": "A", "mail": None, "accountEnabled": True, "userType": "Member"}
+    acc.add(users_page(parse_page(page([whole]), "/u"), "/u"))
+    acc.add(users_page(parse_page(page([{"id": U1, "displayName": "A2"}]), "/u"), "/u"))
+    acc.add(users_page(parse_page(page([{"id": U1, "accountEnabled": False}]), "/u"), "/u"))
+    user = acc.finish().users[U1]
+    assert user == EntraUser(U1, "a@x", "A2", None, False, "Member") and not user.partial
+    acc = ReadAccumulator(full=False)
+    acc.add(groups_page(parse_page(page([{"id": G, "displayName": "Sales", "securityEnabled": False}]), "/g"), "/g"))
+    acc.add(groups_page(parse_page(page([{"id": G, "displayName": "Sales 2"}]), "/g"), "/g"))
+    acc.add(groups_page(parse_page(page([{"id": G, "members@delta": []}]), "/g"), "/g"))  # a later slice: no properties
+    assert acc.finish().groups[G] == EntraGroup(G, "Sales 2", False)
+
+
+def test_a_partial_object_seen_alone_stays_partial_until_the_mirror_is_laid_under_it():
+    acc = ReadAccumulator(full=False)
+    acc.add(users_page(parse_page(page([{"id": U1, "displayName": "B"}, {"id": U1, "mail": "m@x"}]), "/u"), "/u"))
+    user = acc.finish().users[U1]
+    assert user.partial and (user.display_name, user.mail) == ("B", "m@x") and user.account_enabled is ABSENT
+    known = EntraUser(U1, "b@x", "old", None, True, "Guest")
+    assert overlay_user(known, user) == EntraUser(U1, "b@x", "B", "m@x", True, "Guest")
+    assert overlay_user(unknown_user(U1), user) == EntraUser(U1, None, "B", "m@x", None, None)
 
 
 json_value = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
