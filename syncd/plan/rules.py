@@ -9,7 +9,7 @@ function named after it so it is easy to find; guards (R12, R15) are in ``guards
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..model import (
@@ -147,45 +147,33 @@ class _Planner:
         # memberships name their users by it
         self.user_names: dict[str, str] = {}
 
-    # ---- users: R2-R6
+    # ---- users: R2-R6a
     def users(self, scope: Scope) -> None:
-        # linked users first, then adoptions (R6), then creations: a new user may not take a
-        # name that a local user will hold after this plan, whatever the order of their ids
+        # linked users first, then adoptions (R6), then creations; R6a then judges every
+        # user_name the plan gives against the names the directory will hold
         unlinked: list[tuple[EntraUser, MappedUser]] = []
         for uid in sorted(scope.users):
             found = self.user_in_scope(self.entra.users[uid])
             if found is not None:
                 unlinked.append(found)
         unmanaged = _unmanaged_index(self.dir.users.values())
-        to_create: list[tuple[EntraUser, MappedUser]] = []
         adopted: set[int] = set()
         for user, mapped in unlinked:
             # R6: adopt an unmanaged local user with the same user_name or email, at most once
             candidates = unmanaged.get(mapped.email.casefold()) if unmanaged else None
             adoptee = next((u for u in candidates if u.id not in adopted), None) if candidates else None
             if adoptee is None:
-                to_create.append((user, mapped))
+                self.changes.append(
+                    Change(
+                        "create", "user", user.id, mapped.user_name,
+                        reason="in scope and enabled in Entra ID, no matching local user",
+                        values=_user_values(mapped, "active"),  # `modified`: every value (Change.modifications)
+                    )
+                )
+                self.final_active.add(user.id)
                 continue
             adopted.add(adoptee.id)
             self.r6_adopt(adoptee, user, mapped)
-        taken_names = self._names_after_plan() if to_create else {}
-        for user, mapped in to_create:
-            holder = taken_names.get(mapped.user_name.casefold())
-            if holder is not None:
-                self.skip_error(
-                    "user", user.id, mapped.user_name,
-                    f"user_name {mapped.user_name} is already taken by local user {holder}: skipped",
-                )
-                continue
-            taken_names[mapped.user_name.casefold()] = user.id
-            self.changes.append(
-                Change(
-                    "create", "user", user.id, mapped.user_name,
-                    reason="in scope and enabled in Entra ID, no matching local user",
-                    values=_user_values(mapped, "active"),  # `modified`: every value (Change.modifications)
-                )
-            )
-            self.final_active.add(user.id)
         # R3: managed users that left scope or were deleted in Entra
         for local in sorted(self.by_entra_user.values(), key=lambda u: u.id):
             if local.entra_id in scope.users or local.status != "active":
@@ -193,30 +181,110 @@ class _Planner:
             entra_user = self.entra.users.get(local.entra_id or "")
             if entra_user is None:
                 self.deactivate(local, "deleted in Entra ID (or soft-deleted)")
-            elif not entra_user.account_enabled:
+            elif entra_user.account_enabled is False:
                 self.deactivate(local, "disabled in Entra ID (accountEnabled is false)")
             elif not self.settings.skip_out_of_scope_deactivations:
                 self.deactivate(local, "left scope: no longer assigned to the application, directly or through a group")
+        self.r6a_unique_user_names()
 
-    def _names_after_plan(self) -> dict[str, int | str]:
-        """Local user_names (casefolded) as they will be once this plan's changes apply."""
-        final_names = {
-            c.local_id: str(c.values["user_name"])
-            for c in self.changes
-            if c.object_type == "user" and c.local_id is not None and "user_name" in c.values
-        }
-        taken: dict[str, int | str] = {}
-        for u in sorted(self.dir.users.values(), key=lambda u: u.id):
-            taken.setdefault(final_names.get(u.id, u.user_name).casefold(), u.id)
-        return taken
+    def r6a_unique_user_names(self) -> None:
+        """R6a: no two local users share a user_name (ignoring case), whatever their status.
+
+        A change that gives a user a name another one holds once the plan applies is not
+        applied: an error entry names both, and the next cycle plans it again. Who holds a
+        name: a user keeping its own; else the first claimant (local users by id, then new
+        ones by Entra id). Refusing a rename keeps the user's old name, which may refuse
+        another claim in turn; swaps and chains that leave every name with one holder apply.
+        """
+        users = self.dir.users
+        final: dict[int | str, str] = {lid: u.user_name for lid, u in users.items()}  # local id, or Entra id of a new user
+        claims: dict[int | str, Change] = {}
+        for c in self.changes:
+            if c.object_type != "user" or "user_name" not in c.values:
+                continue
+            name = str(c.values["user_name"])
+            if c.local_id is None:
+                claims[c.entra_id or ""] = c
+                final[c.entra_id or ""] = name
+            elif name.casefold() != users[c.local_id].user_name.casefold():
+                claims[c.local_id] = c
+                final[c.local_id] = name
+        if not claims:
+            return
+        refused: dict[int | str, int | str] = {}  # claimant -> who holds the name
+        while True:
+            holders: dict[str, list[int | str]] = {}
+            for key, name in final.items():
+                holders.setdefault(name.casefold(), []).append(key)
+            changed = False
+            for keys in holders.values():
+                claimants = sorted((k for k in keys if k in claims and k not in refused), key=_claim_order)
+                if len(keys) < 2 or not claimants:
+                    continue
+                keepers = sorted((k for k in keys if k not in claims or k in refused), key=_claim_order)
+                winner = keepers[0] if keepers else claimants[0]
+                for key in claimants:
+                    if key == winner:
+                        continue
+                    refused[key] = winner
+                    if isinstance(key, int):
+                        final[key] = users[key].user_name
+                    else:
+                        del final[key]
+                    changed = True
+            if not changed:
+                break
+        for key, holder in refused.items():
+            self._refuse_name(claims[key], self._who(holder, claims))
+
+    def _who(self, key: int | str, claims: dict[int | str, Change]) -> str:
+        if isinstance(key, str):
+            return f"{claims[key].values['user_name']} (Entra user {key}, created in this cycle)"
+        u = self.dir.users[key]
+        kind = f"managed by Entra user {u.entra_id}" if u.managed else "unmanaged"
+        status = "deactivated" if u.id in self.deactivating else u.status  # as the plan leaves it
+        return f"{u.user_name} (local user {u.id}, {kind}, {status})"
+
+    def _refuse_name(self, c: Change, holder: str) -> None:
+        """R6a: the change that would give a held user_name is not applied (a deactivation
+        is, under the user's old name)."""
+        name = str(c.values["user_name"])
+        local = self.dir.users.get(c.local_id) if c.local_id is not None else None
+        what = {"create": "created", "adopt": "adopted", "reactivate": "reactivated"}.get(c.action, "renamed")
+        message = (
+            f"user {c.entra_id} cannot be {what} as {name}: that user_name is held by {holder} "
+            "(user_names are unique, ignoring case); tried again every cycle until the name is free"
+        )
+        self.errors.append(message)
+        index = next(i for i, x in enumerate(self.changes) if x is c)
+        skip = Change("skip", "user", c.entra_id, name, local_id=c.local_id, reason=message, status="skipped", error=True)
+        if c.action == "deactivate" and local is not None:
+            # the deactivation is Entra's word: it goes ahead, keeping the name the user has
+            values = {**c.values, "user_name": local.user_name}
+            current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
+            self.changes[index] = replace(c, values=values, modified=_diff(current, values))
+            self.changes.append(skip)
+            return
+        self.changes[index] = skip
+        if c.action in ("create", "adopt", "reactivate"):
+            self.final_active.discard(c.entra_id or "")
+        if c.action == "adopt" and local is not None:
+            self.local_by_entra.pop(c.entra_id or "", None)
+            self.entra_of_local.pop(local.id, None)
+        elif local is not None and c.entra_id:
+            self.user_names[c.entra_id] = local.user_name  # (memberships name the user as it stays)
 
     def user_in_scope(self, user: EntraUser) -> tuple[EntraUser, MappedUser] | None:
-        """Plan an in-scope user linked to a local one; return an unlinked enabled one for R6."""
+        """Plan an in-scope user linked to a local one; return an unlinked enabled one for R6.
+
+        ``account_enabled`` None (Graph has never said) neither enables nor disables: such
+        a user is not created or reactivated, and not deactivated for it (R14a)."""
         mapped = r5_map_attributes(user, self.settings)
         local = self.by_entra_user.get(user.id)
         name = user.user_principal_name or user.id
+        enabled = user.account_enabled
         if isinstance(mapped, str):
-            if not user.account_enabled:
+            if enabled is False:
                 # R2 before R5: a disabled user is deactivated (or never created) whatever
                 # its attributes say; its missing attribute needs no error of its own
                 if local is not None and local.status == "active":
@@ -228,11 +296,13 @@ class _Planner:
             return None
         self.user_names[user.id] = mapped.user_name
         if local is None:
-            if not user.account_enabled:
+            if enabled is None:
+                self.skip_error("user", user.id, mapped.user_name, _UNKNOWN_ENABLED.format(name=mapped.user_name, what="created"))
+            if enabled is not True:
                 return None  # R2: a disabled user is never created (nor adopted)
             return user, mapped
         if (
-            user.account_enabled
+            enabled is not False
             and local.status == "active"
             and local.user_name == mapped.user_name
             and local.display_name == mapped.display_name
@@ -241,15 +311,19 @@ class _Planner:
             self.final_active.add(user.id)  # unchanged: the common case, kept cheap
             return None
         current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
-        if not user.account_enabled:
+        if enabled is False:
             if local.status == "active":
                 self.deactivate(local, "disabled in Entra ID (accountEnabled is false)", mapped)
             else:
                 self.update_user(local, mapped, "deactivated", current)
             return None
-        self.final_active.add(user.id)
         if local.status == "deactivated":
+            if enabled is None:
+                self.skip_error("user", user.id, mapped.user_name, _UNKNOWN_ENABLED.format(name=mapped.user_name, what="reactivated"))
+                self.update_user(local, mapped, "deactivated", current)
+                return None
             # R4: the same local record comes back
+            self.final_active.add(user.id)
             target = _user_values(mapped, "active")
             self.changes.append(
                 Change(
@@ -259,6 +333,7 @@ class _Planner:
                 )
             )
         else:
+            self.final_active.add(user.id)
             self.update_user(local, mapped, "active", current)
         return None
 
@@ -494,6 +569,17 @@ class _Planner:
         self.changes.append(Change("skip", object_type, entra_id, name, reason=message, status="skipped", error=True))  # type: ignore[arg-type]
 
 
+_UNKNOWN_ENABLED = (
+    "user {name}: Entra ID has not said whether the account is enabled (accountEnabled was never "
+    "sent): not {what} until it does"
+)
+
+
+def _claim_order(key: int | str) -> tuple[bool, int, str]:
+    """R6a's order among claimants of one name: local users by id, then new ones by Entra id."""
+    return (True, 0, key) if isinstance(key, str) else (False, key, "")
+
+
 def _unmanaged_index(users: Iterable[LocalUser]) -> dict[str, list[LocalUser]]:
     """R6 candidates per casefolded name: user_name matches before email matches, oldest first.
 
@@ -553,24 +639,40 @@ def plan(entra: EntraView, directory: Directory, settings: PlanSettings, *, own_
     planner.memberships(scope, groups)
     planner.r13_revoke_invites()
     changes = sorted(planner.changes, key=_rank)
-    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled and (own_users is None or uid in own_users))
+    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled is True and (own_users is None or uid in own_users))
     return Plan(changes=changes, errors=planner.errors, in_scope_users=in_scope)
 
 
-def restrict(p: Plan, users: set[str], groups: set[str]) -> Plan:
-    """Provision on demand: keep only the changes touching the given Entra users and groups.
+def restrict(p: Plan, *, users_read: set[str], groups_read: set[str], members: dict[str, bool | None]) -> Plan:
+    """Provision on demand: only the changes the on-demand read is evidence for (R14a).
 
-    Invite revocations stay: an on-demand cycle enables sync too (R13), and no later cycle
-    would revoke the invites left open.
+    ``users_read``: users read whole, with every group they are in: all their changes.
+    ``groups_read``: groups read whole, with every member: their changes and memberships.
+    ``members``: the other users the read carries (members of those groups) and whether
+    they are enabled: their creates, updates and reactivations, and a deactivation only
+    when Entra says they are disabled (whether they left scope elsewhere, this read does
+    not tell). A group a kept membership needs is created (or adopted) with it. Invite
+    revocations stay: an on-demand cycle enables sync too (R13), and no later cycle would
+    revoke the invites left open.
     """
-    kept = []
-    for c in p.changes:
-        if (
-            c.object_type == "user" and c.entra_id in users
-            or c.object_type == "group" and c.entra_id in groups
-            or c.object_type == "membership" and (c.entra_id in groups or c.user_entra_id in users)
-            or c.object_type == "invite"
-        ):
-            kept.append(c)
+    def wanted(c: Change) -> bool:
+        if c.object_type == "user":
+            if c.entra_id in users_read:
+                return True
+            return c.entra_id in members and (c.action != "deactivate" or members[c.entra_id] is False)
+        if c.object_type == "group":
+            return c.entra_id in groups_read
+        if c.object_type == "membership":
+            return c.entra_id in groups_read or c.user_entra_id in users_read
+        return c.object_type == "invite"
+
+    kept = [c for c in p.changes if wanted(c)]
+    needed = {c.group_ref[1] for c in kept if c.action == "add_member" and c.group_ref and c.group_ref[0] == "entra"}
+    if needed:
+        kept_ids = {id(c) for c in kept}
+        kept = [
+            c for c in p.changes
+            if id(c) in kept_ids or (c.object_type == "group" and c.action in ("create", "adopt") and c.entra_id in needed)
+        ]
     errors = [c.reason for c in kept if c.error]
     return Plan(changes=kept, errors=errors, in_scope_users=p.in_scope_users)

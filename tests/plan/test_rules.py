@@ -768,7 +768,7 @@ def test_r13_provisioning_on_demand_still_revokes_invites():
     # otherwise they would stay open forever
     t = Tenant().user("u1", "a@contoso.com", assigned=True).user("u2", "b@contoso.com", assigned=True)
     d = Local().invite(1, "x@contoso.com")
-    p = restrict(run(t, d), users={"u1"}, groups=set())
+    p = restrict(run(t, d), users_read={"u1"}, groups_read=set(), members={})
     assert [c.entra_id for c in changes(p, "create", "user")] == ["u1"]
     assert len(changes(p, "revoke", "invite")) == 1
 
@@ -781,10 +781,36 @@ def test_restrict_keeps_only_the_named_users_and_groups():
         .group("g1", "Sales", members=["u1", "u2"], assigned=True)
         .group("g2", "Sales", members=["u2"])
     )
-    p = restrict(run(t), users={"u1"}, groups=set())
-    assert summary(p) == [("create", "user", "u1", "a@contoso.com"), ("add_member", "membership", "g1", "Sales / a@contoso.com")]
-    p = restrict(run(t), users=set(), groups={"g1"})
-    assert {c.object_type for c in p.changes} == {"group", "membership"}
+    # a user read whole: its changes, its memberships, and the group they need (g1 is not local yet)
+    p = restrict(run(t), users_read={"u1"}, groups_read=set(), members={})
+    assert summary(p) == [
+        ("create", "group", "g1", "Sales"),
+        ("create", "user", "u1", "a@contoso.com"),
+        ("add_member", "membership", "g1", "Sales / a@contoso.com"),
+    ]
+    # a group read whole: the group, its members as users, its memberships
+    p = restrict(run(t), users_read=set(), groups_read={"g1"}, members={"u1": True, "u2": True})
+    assert {(c.object_type, c.entra_id) for c in p.changes if c.object_type != "membership"} == {
+        ("group", "g1"), ("user", "u1"), ("user", "u2")
+    }
+    assert {c.user_entra_id for c in changes(p, "add_member")} == {"u1", "u2"}
+
+
+def test_restrict_a_group_read_on_demand_is_no_word_on_its_members_scope():
+    """R14a: reading a group on demand does not tell whether its members are in scope through
+    other groups: a member that looks out of scope is not deactivated by it; a disabled one is."""
+    t = (
+        Tenant()
+        .user("u1", "a@contoso.com")
+        .user("u2", "b@contoso.com", enabled=False)
+        .group("g1", "Sales", members=["u1", "u2"])  # no longer assigned
+    )
+    d = Local().user(1, "a@contoso.com", entra="u1").user(2, "b@contoso.com", entra="u2").group(10, "Sales", entra="g1", members=[1, 2])
+    whole = run(t, d)
+    assert {c.entra_id for c in changes(whole, "deactivate")} == {"u1", "u2"}
+    p = restrict(whole, users_read=set(), groups_read={"g1"}, members={"u1": True, "u2": False})
+    assert [c.entra_id for c in changes(p, "deactivate")] == ["u2"]
+    assert changes(p, "delete", "group") != []
 
 
 def test_plan_orders_changes_as_the_store_applies_them():
@@ -859,3 +885,111 @@ def test_r6_each_entra_user_adopts_its_own_match_in_one_cycle() -> None:
     )
     changes = plan(entra, directory, PlanSettings(scope="all")).changes
     assert sorted((c.action, c.entra_id, c.local_id) for c in changes) == [("adopt", "u0", 10), ("adopt", "u1", 13)]
+
+
+# --------------------------------------------------------------------------- R6a unique names
+
+
+def _held_error(p, entra_id: str) -> str:
+    found = [c for c in skips(p) if c.entra_id == entra_id and c.error]
+    assert len(found) == 1, summary(p)
+    return found[0].reason
+
+
+def test_r6a_a_rename_onto_an_unmanaged_users_name_is_refused_naming_both():
+    t = Tenant().user("u1", "x@contoso.com", assigned=True)
+    d = Local(enabled=True).user(1, "x@contoso.com", managed=False).user(2, "old@contoso.com", entra="u1")
+    p = run(t, d)
+    assert changes(p, "update", "user") == []
+    reason = _held_error(p, "u1")
+    assert "x@contoso.com" in reason and "local user 1" in reason and "unmanaged" in reason
+    assert p.errors == [reason]
+
+
+def test_r6a_a_name_a_deactivated_user_keeps_is_not_given_to_another():
+    # Entra gave the UPN of a deleted user (deactivated here, keeping its name) to someone else
+    t = Tenant().user("u2", "x@contoso.com", assigned=True)
+    d = Local(enabled=True).user(1, "x@contoso.com", entra="u1", status="deactivated")
+    p = run(t, d)
+    assert changes(p, "create", "user") == []
+    assert "deactivated" in _held_error(p, "u2")
+    assert added(p) == set()
+
+
+def test_r6a_a_refused_reactivation_leaves_the_user_deactivated_and_out_of_its_groups():
+    t = Tenant().user("u1", "x@contoso.com").group("g1", "Sales", members=["u1"], assigned=True)
+    d = (
+        Local(enabled=True)
+        .user(1, "x@contoso.com", managed=False)
+        .user(2, "old@contoso.com", entra="u1", status="deactivated")
+        .group(10, "Sales", entra="g1")
+    )
+    p = run(t, d)
+    assert changes(p, "reactivate") == [] and added(p) == set()
+    assert "reactivated" in _held_error(p, "u1")
+
+
+def test_r6a_swaps_and_chains_within_one_plan_all_apply():
+    t = (
+        Tenant()
+        .user("u1", "b@contoso.com", assigned=True)  # a -> b
+        .user("u2", "a@contoso.com", assigned=True)  # b -> a (a swap)
+        .user("u3", "c2@contoso.com", assigned=True)  # c -> c2
+        .user("u4", "c@contoso.com", assigned=True)  # d -> c (a chain)
+    )
+    d = (
+        Local(enabled=True)
+        .user(1, "a@contoso.com", entra="u1").user(2, "b@contoso.com", entra="u2")
+        .user(3, "c@contoso.com", entra="u3").user(4, "d@contoso.com", entra="u4")
+    )
+    p = run(t, d)
+    assert skips(p) == [] and p.errors == []
+    assert {c.entra_id: c.values["user_name"] for c in changes(p, "update")} == {
+        "u1": "b@contoso.com", "u2": "a@contoso.com", "u3": "c2@contoso.com", "u4": "c@contoso.com",
+    }
+
+
+def test_r6a_a_refused_rename_refuses_the_chain_behind_it():
+    t = (
+        Tenant()
+        .user("u1", "b@contoso.com", assigned=True)  # a -> b, but b's holder cannot move ...
+        .user("u2", "c@contoso.com", assigned=True)  # b -> c, held by an unmanaged user
+    )
+    d = Local(enabled=True).user(1, "a@contoso.com", entra="u1").user(2, "b@contoso.com", entra="u2").user(3, "C@contoso.com", managed=False)
+    p = run(t, d)
+    assert changes(p, "update") == []
+    assert "local user 3" in _held_error(p, "u2") and "local user 2" in _held_error(p, "u1")
+
+
+def test_r6a_two_claims_on_one_free_name_the_first_local_user_wins():
+    t = Tenant().user("u1", "n@contoso.com", assigned=True).user("u2", "N@contoso.com", guest=False, assigned=True)
+    d = Local(enabled=True).user(7, "a@contoso.com", entra="u2")
+    p = run(t, d)  # u2 (local 7) renames to N; u1 is new and wants n
+    assert [c.entra_id for c in changes(p, "update")] == ["u2"]
+    assert changes(p, "create") == [] and "local user 7" in _held_error(p, "u1")
+
+
+def test_r6a_a_disabled_users_rename_onto_a_held_name_still_deactivates_it_under_its_old_name():
+    t = Tenant().user("u1", "x@contoso.com", enabled=False, assigned=True)
+    d = Local(enabled=True).user(1, "x@contoso.com", managed=False).user(2, "old@contoso.com", entra="u1")
+    p = run(t, d)
+    c = one(p, "deactivate", "user", "u1")
+    assert c.values["user_name"] == "old@contoso.com" and "user_name" not in c.modified
+    assert "local user 1" in _held_error(p, "u1")
+
+
+# --------------------------------------------------------------------------- R14a: accountEnabled not known
+
+
+def test_r14a_a_user_whose_enabled_state_was_never_said_is_neither_created_nor_deactivated():
+    t = Tenant().user("u1", "a@contoso.com", assigned=True).user("u2", "b@contoso.com", assigned=True)
+    t.view.users["u1"] = t.view.users["u1"]._replace(account_enabled=None)
+    t.view.users["u2"] = t.view.users["u2"]._replace(account_enabled=None, display_name="B renamed")
+    d = Local(enabled=True).user(2, "b@contoso.com", entra="u2")
+    p = run(t, d)
+    assert changes(p, "create") == [] and changes(p, "deactivate") == []
+    assert one(p, "update", "user", "u2").values["display_name"] == "B renamed"
+    assert "has not said whether the account is enabled" in _held_error(p, "u1")
+    # out of scope, it leaves as anyone does (the assignment is Entra's word)
+    t.unassign("u2")
+    assert one(run(t, d), "deactivate", "user", "u2").reason.startswith("left scope")
