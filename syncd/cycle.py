@@ -175,9 +175,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             touched = None
             if not nothing_new and not on_demand and store.get_meta("plan_clean") == fingerprint:
                 touched = scoped.touched_before(store, read, settings, stored_assignments)
+            fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
             if on_demand:
                 _missing_on_demand(options, read, report)
-            fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
             if not on_demand:
                 _drop_bulk(read)  # in the mirror now (or in the fold's view); the planner reads it from there
             held = False
@@ -240,7 +240,8 @@ def _settle(
     the_plan, directory = _plan(store, settings, touched, report, read_view, fold)
     del read_view  # (peak memory: the apply and the report entries come next)
     if on_demand:
-        the_plan = restrict(the_plan, set(read.users), set(read.groups))
+        members = {uid: u.account_enabled for uid, u in read.users.items() if uid not in read.users_read}
+        the_plan = restrict(the_plan, users_read=read.users_read, groups_read=read.groups_read, members=members)
     held = apply_guards(the_plan, directory, settings, approved).held
     del directory
     report.phases["plan"] = round(time.monotonic() - t1, 3)

@@ -53,7 +53,7 @@ from urllib.parse import unquote, urlparse
 
 from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
-from ..model import EntraGroup, GraphRead
+from ..model import ABSENT, EntraGroup, GraphRead
 from .auth import TokenSource, shared_token_source
 from .pages import (
     GraphPage,
@@ -388,33 +388,26 @@ class GraphSource:
     async def read_on_demand(self, users: list[str], groups: list[str]) -> GraphRead:
         """Provision on demand: the named users (id or UPN) and groups (id or displayName).
 
-        ``full=False``. Carries those objects, every assignment, each user's group
-        memberships (``members_added[g][user]``; for assigned groups the user is not in,
-        ``members_removed[g]``), and each group's members (``members_added[g]`` is then its
-        complete member list, member users included in ``users``). An id Graph does not
-        know (404) lands in ``removed_users`` / ``removed_groups``; a UPN or group name it
-        does not know is ``SourceError(kind="not_found")``.
+        ``full=False``. Carries those objects, every assignment, each user's groups
+        (``groups_of[user]``, complete: ``memberOf``), and each group's members
+        (``members_added[g]``, complete, member users included in ``users``); the ids read
+        whole are ``users_read`` and ``groups_read``. An id Graph does not know (404) lands
+        in ``removed_users`` / ``removed_groups``; a UPN or group name it does not know is
+        ``SourceError(kind="not_found")``.
         """
         return await self._bounded(lambda: self._read_on_demand(users, groups))
 
     async def _read_on_demand(self, users: list[str], groups: list[str]) -> GraphRead:
         acc = ReadAccumulator(full=False)
-        user_ids: list[str] = []
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._assignments(acc, None))
                 for ref in dict.fromkeys(users):
-                    tg.create_task(self._one_user(ref, acc, user_ids))
+                    tg.create_task(self._one_user(ref, acc))
                 for ref in dict.fromkeys(groups):
                     tg.create_task(self._one_group(ref, acc))
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
-        # the user's complete memberOf is known: assigned groups it is not in lost it
-        read = acc.read
-        for uid in user_ids:
-            for pid, ptype in read.assignments.items():
-                if ptype == "Group" and uid not in read.members_added.get(pid, {}):
-                    read.members_removed.setdefault(pid, set()).add(uid)
         return self._finish(acc, {})
 
     async def _get_object(self, request: PageRequest) -> dict[str, Any] | None:
@@ -427,7 +420,7 @@ class GraphSource:
             raise
         return parse_object(body, self.client.path_of(request.build()))
 
-    async def _one_user(self, ref: str, acc: ReadAccumulator, user_ids: list[str]) -> None:
+    async def _one_user(self, ref: str, acc: ReadAccumulator) -> None:
         from msgraph.generated.users.item.member_of.member_of_request_builder import (
             MemberOfRequestBuilder,
         )
@@ -443,12 +436,14 @@ class GraphSource:
         if item is None:
             if is_guid(ref):
                 acc.add(GraphPage("users", removed_users=[ref.lower()]))
+                acc.read.users_read.add(ref.lower())
                 return
             raise SourceError(f"no user {ref!r} in Entra ID (by id or userPrincipalName)", kind="not_found", fix="check the --user value")
         where = f"/users/{ref}"
         user = user_from_item(item, where)
         acc.add(GraphPage("users", users=[user]))
-        user_ids.append(user.id)
+        acc.read.users_read.add(user.id)
+        groups_of = acc.read.groups_of.setdefault(user.id, set())
 
         def member_of() -> RequestInformation:
             info = MemberOfRequestBuilder(adapter, {"user%2Did": user.id}).to_get_request_information()
@@ -461,9 +456,10 @@ class GraphSource:
                     continue  # directory roles, administrative units
                 group = group_from_item(entry, where)
                 page.group_ids.append(group.id)
-                if "displayName" in entry:
+                if group.display_name is not ABSENT or group.security_enabled is not ABSENT:
                     page.groups.append(group)
                 page.members_added[group.id] = {user.id: "user"}
+                groups_of.add(group.id)
             acc.add(page)
 
         request = self._request(member_of, f"memberOf of user {user.id}", PERM_GROUPS)
@@ -484,6 +480,7 @@ class GraphSource:
             item = await self._get_object(self._request(get_group, f"group {ref}", PERM_GROUPS))
             if item is None:
                 acc.add(GraphPage("groups", removed_groups=[ref.lower()]))
+                acc.read.groups_read.add(ref.lower())
                 return
             found.append(group_from_item(item, f"/groups/{ref}"))
         else:
@@ -500,6 +497,7 @@ class GraphSource:
                 raise SourceError(f"no group named {ref!r} in Entra ID", kind="not_found", fix="check the --group value (the group's displayName or object id)")
         for group in found:
             acc.add(GraphPage("groups", groups=[group], group_ids=[group.id]))
+            acc.read.groups_read.add(group.id)
             await self._group_members(group.id, acc)
 
     async def _group_members(self, gid: str, acc: ReadAccumulator) -> None:

@@ -26,6 +26,8 @@ def test_user_by_upn_with_memberships(entra, tenant):
     assert r.full is False
     assert set(r.users) == {ids["bob"]}
     assert r.members_added == {ids["team"]: {ids["bob"]: "user"}}
+    assert r.users_read == {ids["bob"]} and r.groups_of == {ids["bob"]: {ids["team"]}}
+    assert r.groups_read == set()  # Team came as one of bob's groups: its member list is not read
     assert r.groups[ids["team"]].display_name == "Team"
     assert r.assignments == {ids["ada"]: "User", ids["team"]: "Group"}
     assert not r.delta_links
@@ -36,7 +38,9 @@ def test_user_by_id_no_longer_in_an_assigned_group(entra, tenant):
     tenant.remove_member(ids["team"], ids["bob"])
     r = on_demand(entra, users=[ids["bob"]])
     assert ids["bob"] in r.users
-    assert r.members_removed == {ids["team"]: {ids["bob"]}}
+    # bob's groups are read whole: the store drops him from every group not listed (R14a)
+    assert r.users_read == {ids["bob"]} and r.groups_of == {ids["bob"]: set()}
+    assert r.members_added == {} and r.members_removed == {}
 
 
 def test_deleted_user_by_id_is_removed(entra, tenant):
@@ -44,6 +48,7 @@ def test_deleted_user_by_id_is_removed(entra, tenant):
     tenant.soft_delete_user(ids["dan"])
     r = on_demand(entra, users=[ids["dan"]])
     assert r.removed_users == {ids["dan"]} and not r.users
+    assert r.users_read == {ids["dan"]}
 
 
 def test_unknown_upn_is_not_found(entra):
@@ -59,6 +64,7 @@ def test_group_by_name_with_members_and_their_users(entra, tenant):
     assert r.members_added[ids["team"]] == {ids["bob"]: "user", ids["cyd"]: "user"}
     assert set(r.users) == {ids["bob"], ids["cyd"]}
     assert r.users[ids["cyd"]].account_enabled is False
+    assert r.groups_read == {ids["team"]} and r.users_read == set()
 
 
 def test_group_by_id_and_deleted_group(entra, tenant):
