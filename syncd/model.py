@@ -70,7 +70,7 @@ def overlay_user(base: EntraUser | None, new: EntraUser) -> EntraUser:
     knew): each property ``new`` left out keeps ``base``'s (still ABSENT without one)."""
     if base is None or not new.partial:
         return new
-    return EntraUser(new.id, *(old if value is ABSENT else value for value, old in zip(new[1:], base[1:], strict=True)))
+    return new._replace(**{f: getattr(base, f) for f in new._fields if getattr(new, f) is ABSENT})
 
 
 def overlay_group(base: EntraGroup | None, new: EntraGroup) -> EntraGroup:

@@ -246,11 +246,11 @@ class _Planner:
         return f"{u.user_name} (local user {u.id}, {kind}, {status})"
 
     def _refuse_name(self, c: Change, holder: str) -> None:
-        """R6a: the change that would give a held user_name is not applied (a deactivation
-        is, under the user's old name)."""
+        """R6a: the change that would give a held user_name is not applied. A deactivation or
+        reactivation still is, under the user's old name: access follows Entra's word."""
         name = str(c.values["user_name"])
         local = self.dir.users.get(c.local_id) if c.local_id is not None else None
-        what = {"create": "created", "adopt": "adopted", "reactivate": "reactivated"}.get(c.action, "renamed")
+        what = {"create": "created", "adopt": "adopted"}.get(c.action, "renamed")
         message = (
             f"user {c.entra_id} cannot be {what} as {name}: that user_name is held by {holder} "
             "(user_names are unique, ignoring case); tried again every cycle until the name is free"
@@ -258,15 +258,14 @@ class _Planner:
         self.errors.append(message)
         index = next(i for i, x in enumerate(self.changes) if x is c)
         skip = Change("skip", "user", c.entra_id, name, local_id=c.local_id, reason=message, status="skipped", error=True)
-        if c.action == "deactivate" and local is not None:
-            # the deactivation is Entra's word: it goes ahead, keeping the name the user has
+        if c.action in ("deactivate", "reactivate") and local is not None:
             values = {**c.values, "user_name": local.user_name}
             current = {"user_name": local.user_name, "display_name": local.display_name, "email": local.email, "status": local.status}
             self.changes[index] = replace(c, values=values, modified=_diff(current, values))
             self.changes.append(skip)
             return
         self.changes[index] = skip
-        if c.action in ("create", "adopt", "reactivate"):
+        if c.action in ("create", "adopt"):
             self.final_active.discard(c.entra_id or "")
         if c.action == "adopt" and local is not None:
             self.local_by_entra.pop(c.entra_id or "", None)

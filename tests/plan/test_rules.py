@@ -916,7 +916,7 @@ def test_r6a_a_name_a_deactivated_user_keeps_is_not_given_to_another():
     assert added(p) == set()
 
 
-def test_r6a_a_refused_reactivation_leaves_the_user_deactivated_and_out_of_its_groups():
+def test_r6a_a_refused_rename_still_reactivates_the_user_under_its_old_name():
     t = Tenant().user("u1", "x@contoso.com").group("g1", "Sales", members=["u1"], assigned=True)
     d = (
         Local(enabled=True)
@@ -925,8 +925,10 @@ def test_r6a_a_refused_reactivation_leaves_the_user_deactivated_and_out_of_its_g
         .group(10, "Sales", entra="g1")
     )
     p = run(t, d)
-    assert changes(p, "reactivate") == [] and added(p) == set()
-    assert "reactivated" in _held_error(p, "u1")
+    [back] = changes(p, "reactivate")
+    assert back.local_id == 2 and back.values["user_name"] == "old@contoso.com"
+    assert added(p) == {("g1", "u1")}
+    assert "renamed as x@contoso.com" in _held_error(p, "u1")
 
 
 def test_r6a_swaps_and_chains_within_one_plan_all_apply():
