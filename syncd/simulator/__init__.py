@@ -8,6 +8,7 @@ between cycles.
     with Simulator(t) as sim:
         sim.url, sim.ca_path, sim.config_toml("/tmp/syncd.db")
         sim.faults.add(Fault(r"/users/delta", "status", status=429, retry_after=1))
+        sim.exchanges  # every answer, with its server-side times and headers
 
 Modules: ``tenant`` (the model and its change log), ``delta`` (users/groups delta),
 ``graph`` (the other Graph routes), ``auth`` (discovery, token endpoint, client assertions),
@@ -19,7 +20,7 @@ Used by ``syncd demo``, the tests (real msal and msgraph-sdk against it) and the
 """
 
 from .faults import Fault, FaultSet
-from .server import Simulator
+from .server import Exchange, Simulator
 from .tenant import Tenant
 
-__all__ = ["Fault", "FaultSet", "Simulator", "Tenant"]
+__all__ = ["Exchange", "Fault", "FaultSet", "Simulator", "Tenant"]

@@ -23,7 +23,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
@@ -56,6 +56,29 @@ TOKEN_ERRORS = {429: ("temporarily_unavailable", 50196), 500: ("server_error", 5
 
 def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def retry_after_header(seconds: float, form: str) -> str:
+    """A Retry-After value: "seconds" (whole, or decimal when given so, as Graph's
+    throttling page shows ``2.128``), "decimal" (always three decimals) or "date" (an
+    HTTP date that many seconds from now, whole seconds as HTTP dates are)."""
+    if form == "date":
+        return formatdate(time.time() + seconds, usegmt=True)
+    if form == "decimal":
+        return f"{seconds:.3f}"
+    return _format_seconds(seconds)
+
+
+class Exchange(NamedTuple):
+    """One request the simulator answered (``sim.exchanges``), with server-side times."""
+
+    method: str
+    target: str  # path?query as sent
+    status: int  # 0: the connection was reset instead
+    received: float  # time.time() when the request had arrived
+    sent: float  # time.time() just before the answer went out
+    headers: dict[str, str]  # the answer's headers (Date and Content-Length aside)
+    graph: bool  # Graph (True) or the identity endpoints (False)
 
 
 class _Response:
@@ -136,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
         is_graph = path.startswith("/v1.0/")
+        received = time.time()
         request_id = new_request_id()
         client_request_id = self.headers.get("client-request-id") or request_id
 
@@ -148,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay or 0)
         if fault is not None and fault.kind == "reset":
-            sim._log(is_graph, self.command, target, 0)
+            sim._log(is_graph, self.command, target, 0, received, {})
             self._reset()
             return
         if fault is not None and fault.kind == "status":
@@ -167,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = response.body if isinstance(response.body, bytes) else dumps(response.body)
         if fault is not None and fault.kind == "invalid_json":
             body = b'{"@odata.context":"' + sim.url.encode() + b'/v1.0/$metadata","value":[{"id":<html>'
-        sim._log(is_graph, self.command, target, response.status)
+        sim._log(is_graph, self.command, target, response.status, received, response.headers)
         truncated = fault is not None and fault.kind == "truncated"
         self._send(response.status, response.headers, body, truncated=truncated)
 
@@ -258,13 +282,22 @@ class _Handler(BaseHTTPRequestHandler):
             retry_after = 1  # Graph nearly always says when to come back on these
         headers: dict[str, str] = {}
         if retry_after is not None and retry_after >= 0:  # negative: no header at all
-            headers["Retry-After"] = _format_seconds(retry_after)
+            headers["Retry-After"] = retry_after_header(retry_after, fault.retry_after_format)
         if is_graph:
             headers.update({"Content-Type": GRAPH_CONTENT_TYPE, "request-id": request_id,
                             "client-request-id": client_request_id})
             code = GRAPH_ERROR_CODES.get(status, "UnknownError")
-            message = ("Too many requests." if status == 429
-                       else f"Simulated failure ({status}).")
+            if status == 429:
+                # Graph's throttling page: this body, and the identity service's headers
+                t = self.server.sim.tenant
+                headers["x-ms-throttle-scope"] = f"Tenant_Application/ReadWrite/{t.client_id}/{t.tenant_id}"
+                headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"
+                body = self._graph_error_body(code, "Please retry again later.", request_id,
+                                              client_request_id)
+                body["error"]["innerError"].update(
+                    {"code": "429", "message": "Please retry after", "status": "429"})
+                return _Response(status, headers, body)
+            message = f"Simulated failure ({status})."
             return _Response(status, headers,
                              self._graph_error_body(code, message, request_id, client_request_id))
         headers["Content-Type"] = TOKEN_CONTENT_TYPE
@@ -342,6 +375,7 @@ class Simulator:
         self.graph = GraphApi(tenant, self.delta, page_size_cap)
         self.requests: list[tuple[str, str, int]] = []  # Graph: (method, path?query, status)
         self.token_requests: list[tuple[str, str, int]] = []  # everything else (identity)
+        self.exchanges: list[Exchange] = []  # both, with times and the answers' headers
         self._log_lock = threading.Lock()
         self._last_page: dict[str, list[dict[str, Any]]] = {}
         self._server: _Server | None = None
@@ -399,9 +433,12 @@ class Simulator:
 
     # ------------------------------------------------------------------ observing
 
-    def _log(self, is_graph: bool, method: str, target: str, status: int) -> None:
+    def _log(self, is_graph: bool, method: str, target: str, status: int, received: float,
+             headers: dict[str, str]) -> None:
+        exchange = Exchange(method, target, status, received, time.time(), dict(headers), is_graph)
         with self._log_lock:
             (self.requests if is_graph else self.token_requests).append((method, target, status))
+            self.exchanges.append(exchange)
 
     def graph_request_count(self) -> int:
         return len(self.requests)
@@ -415,6 +452,7 @@ class Simulator:
         with self._log_lock:
             self.requests.clear()
             self.token_requests.clear()
+            self.exchanges.clear()
 
     def revoke_tokens(self) -> None:
         """Every access token issued so far is refused by Graph (401) from now on."""
