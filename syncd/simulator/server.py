@@ -33,7 +33,16 @@ from .auth import AccessTokens, TokenError, openid_configuration, resolve_tenant
 from .delta import DeltaService, DeltaSettings
 from .faults import Fault, FaultSet
 from .graph import GraphApi
-from .odata import GraphError, Page, dumps, loads, new_request_id, preferred_page_size
+from .odata import (
+    GraphError,
+    Page,
+    dumps,
+    loads,
+    new_request_id,
+    preferred_page_size,
+    prefers_minimal,
+)
+from .quirks import Quirks
 from .tenant import Tenant
 from .tomlwriter import merge, to_toml
 
@@ -188,6 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif (fault is not None and fault.kind == "malformed_item" and response.status == 200
               and isinstance(response.body, dict)):
             response.body = {**response.body, "id": "not-a-guid"}
+        if is_graph and sim.quirks.usage_headers:
+            response.headers["x-ms-resource-unit"] = "1"
+            if sim.quirks.throttle_limit_percentage is not None:
+                response.headers["x-ms-throttle-limit-percentage"] = f"{sim.quirks.throttle_limit_percentage:g}"
         body = response.body if isinstance(response.body, bytes) else dumps(response.body)
         if fault is not None and fault.kind == "invalid_json":
             body = b'{"@odata.context":"' + sim.url.encode() + b'/v1.0/$metadata","value":[{"id":<html>'
@@ -224,10 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
                     body = loads(raw_body)
                 except ValueError:
                     raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
-            preferred = preferred_page_size(self.headers.get("Prefer"))
-            result = sim.graph.handle(self.command, path, params, body, sim.url, preferred)
+            prefer = ", ".join(self.headers.get_all("Prefer") or ())
+            preferred = preferred_page_size(prefer)
+            result = sim.graph.handle(self.command, path, params, body, sim.url, preferred,
+                                      minimal=prefers_minimal(prefer))
         except GraphError as err:
             headers.update(err.headers)
+            if not err.body:  # headers only, as Graph sends some 410 Gone answers
+                del headers["Content-Type"]
+                return _Response(err.status, headers, b"")
             if err.status == 401:
                 headers["WWW-Authenticate"] = (
                     f'Bearer realm="", authorization_uri="{sim.url}/common/oauth2/authorize", '
@@ -361,8 +379,11 @@ class Simulator:
     def __init__(self, tenant: Tenant, latency: float = 0.0, page_size_cap: int = 999, *,
                  token_lifetime: int = 3600, members_per_page: int = 500,
                  users_page_size: int = 200, groups_page_size: int = 100,
-                 host: str = "127.0.0.1", port: int = 0, control: bool = False) -> None:
+                 host: str = "127.0.0.1", port: int = 0, control: bool = False,
+                 quirks: Quirks | None = None) -> None:
         self.tenant = tenant
+        # documented Graph behaviours, all off by default; change them at any time
+        self.quirks = quirks if quirks is not None else Quirks()
         self.latency = latency
         self.page_size_cap = page_size_cap
         self.host = host
@@ -371,7 +392,7 @@ class Simulator:
         self.tokens = AccessTokens(token_lifetime)
         self.delta = DeltaService(tenant, DeltaSettings(
             users_page_size=users_page_size, groups_page_size=groups_page_size,
-            members_per_page=members_per_page, page_size_cap=page_size_cap))
+            members_per_page=members_per_page, page_size_cap=page_size_cap), self.quirks)
         self.graph = GraphApi(tenant, self.delta, page_size_cap)
         self.requests: list[tuple[str, str, int]] = []  # Graph: (method, path?query, status)
         self.token_requests: list[tuple[str, str, int]] = []  # everything else (identity)
