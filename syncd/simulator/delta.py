@@ -265,7 +265,8 @@ class DeltaService:
             return out
         props = tuple(n for n in select if n != "members") if select else None
         project = self._projector("group", props, mode, state["b"])
-        gmasks = self._group_changes(state, bool(select) and "members" in select)[1] if incremental else {}
+        with_members = select is not None and "members" in select
+        gmasks = self._group_changes(state, with_members)[1] if incremental else {}
         for gid in state["rp"]:
             group = t.groups.get(gid)
             if group is None:
