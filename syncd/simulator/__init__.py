@@ -38,6 +38,9 @@ Delta rounds (``/users/delta``, ``/groups/delta``)
 - ``Prefer: return=minimal`` on a request of an incremental round: only the changed
   properties (plus id), whatever ``quirks.properties`` says (user-delta, group-delta).
   Initial rounds always carry every selected property.
+- "If a change occurs to a property that is not selected, the resource for which that
+  property changed does not appear" (overview): ``sim.quirks.hide_unselected = True``
+  (deletions and restores always appear; by default any change shows the object).
 - Created and restored objects carry every selected property; "When the user is created,
   or restored from the deleted items container, there's no annotation" (delta-query-users).
   Soft-deleted users: ``@removed {"reason": "changed"}``; hard-deleted users, deleted

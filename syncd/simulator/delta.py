@@ -39,7 +39,7 @@ from .odata import (
     projection,
 )
 from .quirks import Quirks
-from .tenant import ALL, GROUP_BITS, USER_BITS, Group, Tenant, User
+from .tenant import ALL, GROUP_BITS, REMOVED, USER_BITS, Group, Tenant, User
 
 Resource = Literal["users", "groups"]
 MAX_FILTER_IDS = 50
@@ -227,15 +227,25 @@ class DeltaService:
 
         return project
 
+    def _tracked(self, kind: str, select: tuple[str, ...] | None) -> int:
+        """The change-mask bits a round notices: all, or with ``hide_unselected`` those of
+        the selected properties (plus deletions)."""
+        if not self.quirks.hide_unselected:
+            return ALL
+        bits = USER_BITS if kind == "user" else GROUP_BITS
+        return REMOVED | sum(bits.get(n, 0) for n in (select or DEFAULTS[kind]))
+
     def _user_changes(self, state: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
         filter_ids = state["f"]
-        key = ("users", state["a"], state["b"], tuple(filter_ids or ()))
+        tracked = self._tracked("user", tuple(state["s"]) if state["s"] else None)
+        key = ("users", state["a"], state["b"], tuple(filter_ids or ()), tracked)
 
         def compute() -> tuple[list[str], dict[str, int]]:
             props = self.tenant.user_changed_props(state["a"], state["b"])
-            if filter_ids is not None:
-                wanted = set(filter_ids)
-                props = {uid: m for uid, m in props.items() if uid in wanted}
+            if filter_ids is not None or tracked != ALL:
+                wanted = set(filter_ids) if filter_ids is not None else None
+                props = {uid: m for uid, m in props.items()
+                         if (wanted is None or uid in wanted) and m & tracked}
             return list(props), props
 
         return self._cached(key, compute)
@@ -326,10 +336,12 @@ class DeltaService:
 
     def _group_changes(self, state: dict[str, Any], with_members: bool
                        ) -> tuple[list[GroupChange], dict[str, int]]:
-        key = ("groups", state["a"], state["b"], tuple(state["f"] or ()), with_members)
-        return self._cached(key, lambda: self._compute_group_changes(state, with_members))
+        select = state["s"]
+        tracked = self._tracked("group", tuple(n for n in select if n != "members") if select else None)
+        key = ("groups", state["a"], state["b"], tuple(state["f"] or ()), with_members, tracked)
+        return self._cached(key, lambda: self._compute_group_changes(state, with_members, tracked))
 
-    def _compute_group_changes(self, state: dict[str, Any], with_members: bool
+    def _compute_group_changes(self, state: dict[str, Any], with_members: bool, tracked: int
                                ) -> tuple[list[GroupChange], dict[str, int]]:
         t = self.tenant
         changes: list[GroupChange] = []
@@ -344,6 +356,8 @@ class DeltaService:
                     if not added:
                         ref["@removed"] = REMOVED_DELETED
                     refs.append(ref)
+            if changed is not None and not changed & tracked:
+                changed = None  # nothing it selects changed (hide_unselected)
             if changed is not None or refs:
                 # only members changed: the group's own properties did not (mask 0)
                 changes.append((gid, changed or 0, refs))

@@ -35,6 +35,10 @@ class Quirks:
     # a deltaLink issued while on goes back to the start of its own round: the next round
     # re-delivers this round's changes too (replays); left on, links never move forward
     replay: bool = False
+    # an object whose changes touched no selected property stays out of incremental rounds
+    # ("If a change occurs to a property that is not selected, the resource ... does not
+    # appear"); deletions and restores always show
+    hide_unselected: bool = False
     # an incremental round leaves out the changes made in its last `lag` seconds
     # (processing delays): they arrive in a later round
     lag: float = 0.0

@@ -60,6 +60,7 @@ EXPIRY_STYLES = ("gone", "gone_bare", "syncStateNotFound", "resyncRequired")
 USER_BITS = {"displayName": 1, "userPrincipalName": 2, "mail": 4, "accountEnabled": 8, "userType": 16}
 GROUP_BITS = {"displayName": 1, "securityEnabled": 2}
 ALL = -1  # every property: a creation or a restore (the whole object is news)
+REMOVED = 1 << 8  # no property: the object was deleted (soft or hard)
 _USER_FIELD_BITS = {"display_name": 1, "upn": 2, "mail": 4, "enabled": 8, "user_type": 16}
 
 T = TypeVar("T")
@@ -254,10 +255,10 @@ class Tenant:
         # change logs: parallel lists, versions ascending (bisect on the version list)
         self.user_log_versions: list[int] = []
         self.user_log_ids: list[str] = []
-        self.user_log_props: list[int] = []  # USER_BITS mask of each change (ALL, or 0)
+        self.user_log_props: list[int] = []  # USER_BITS mask of each change (or ALL, REMOVED)
         self.group_log_versions: list[int] = []
         self.group_log_ids: list[str] = []
-        # an int = the group itself changed (GROUP_BITS mask; ALL when created, 0 deleted);
+        # an int = the group itself changed (GROUP_BITS mask; ALL created, REMOVED deleted);
         # (member id, member kind, added?) = a membership change
         self.group_log_events: list[tuple[str, str, bool] | int] = []
         # delta tokens carry the epoch they were issued in; older epochs are refused
@@ -490,7 +491,7 @@ class Tenant:
             self._hidden[uid] = (tuple(self._drop_from_groups(uid, "user")),
                                  self.assignments.discard(uid))
             user.soft_deleted = True
-            self._log_user(uid, 0)
+            self._log_user(uid, REMOVED)
 
     def restore_user(self, uid: str) -> None:
         with self.lock:
@@ -518,7 +519,7 @@ class Tenant:
             self.users.discard(uid)
             if self._upn_index is not None:
                 self._upn_index.pop(user.upn.lower(), None)
-            self._log_user(uid, 0)
+            self._log_user(uid, REMOVED)
 
     def _drop_from_groups(self, oid: str, kind: str) -> list[str]:
         dropped = []
@@ -565,7 +566,7 @@ class Tenant:
             self._drop_from_groups(gid, "group")
             self.assignments.discard(gid)
             self.groups.discard(gid)
-            self._log_group(gid, 0)
+            self._log_group(gid, REMOVED)
 
     def _add_member(self, group: Group, oid: str, kind: str) -> None:
         if oid not in group.members:

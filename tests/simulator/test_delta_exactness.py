@@ -118,6 +118,7 @@ QUIRKS = {
     "empty+repeat": {"empty_pages": 2, "repeat": 1, "continuation_props": True},
     "initial quirks": {"removed_in_initial": True, "omit_empty_members": True, "properties": "changed"},
     "replay": {"replay": True, "properties": "changed"},
+    "hide unselected": {"hide_unselected": True, "minimal": True, "repeat": 1},
 }
 
 

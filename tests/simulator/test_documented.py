@@ -189,6 +189,26 @@ def test_omit_null_leaves_out_what_was_never_set(simulator, graph):
     assert "mail" not in got[ids["bob"]] and got[ids["bob"]]["displayName"] == "Robert"
 
 
+def test_changes_to_unselected_properties_can_stay_out(simulator, graph):
+    t = simulator.tenant
+    ids = t.ids
+    simulator.quirks.hide_unselected = True
+    _, link = walk(graph, USERS, params={"$select": "displayName"})
+    _, glink = walk(graph, GROUPS, params={"$select": "displayName,members"})
+    t.update_user(ids["ada"], mail="ada@elsewhere.example")  # not selected: not in the round
+    t.update_user(ids["bob"], display_name="Robert", enabled=False)
+    t.soft_delete_user(ids["cyd"])  # a deletion always shows
+    t.update_group(ids["team"], security_enabled=False)
+    assert by_id(items(walk(graph, link)[0])) == {
+        ids["bob"]: {"id": ids["bob"], "displayName": "Robert"},
+        ids["cyd"]: {"id": ids["cyd"], "@removed": {"reason": "changed"}}}
+    # the group shows only for the membership change cyd's deletion made
+    assert items(walk(graph, glink)[0]) == [{"id": ids["team"], "displayName": "Team", "members@delta": [
+        {"@odata.type": "#microsoft.graph.user", "id": ids["cyd"], "@removed": {"reason": "deleted"}}]}]
+    simulator.quirks.hide_unselected = False
+    assert {i["id"] for i in items(walk(graph, link)[0])} == {ids["ada"], ids["bob"], ids["cyd"]}
+
+
 # ---------------------------------------------------------------------------- rounds and pages
 
 
