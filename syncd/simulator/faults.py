@@ -23,6 +23,7 @@ KINDS = frozenset({
     "malformed_item",  # one item with a non-GUID id (variant="missing_id": no id at all)
     "duplicate_items",  # the page also replays the previous page's items
 })
+RETRY_AFTER_FORMATS = ("seconds", "decimal", "date")
 PAGE_KINDS = frozenset({"drop_nextlink", "loop_nextlink", "malformed_item", "duplicate_items"})
 
 
@@ -33,6 +34,9 @@ class Fault:
     times: int = 1
     status: int | None = None
     retry_after: float | None = None  # None: 1 s for 429/503, none for others; < 0: never
+    # how Retry-After is written: "seconds" (2, or 2.128 when given so), "decimal" (always
+    # 2.000-style), "date" (an HTTP date retry_after seconds ahead)
+    retry_after_format: str = "seconds"
     delay: float | None = None
     after: int = 0
     variant: str | None = None  # malformed_item: "bad_id" (default) | "missing_id"
@@ -47,6 +51,8 @@ class Fault:
             raise ValueError("a 'status' fault needs status=")
         if self.kind == "slow" and self.delay is None:
             raise ValueError("a 'slow' fault needs delay=")
+        if self.retry_after_format not in RETRY_AFTER_FORMATS:
+            raise ValueError(f"retry_after_format must be one of {RETRY_AFTER_FORMATS}")
         self._regex = re.compile(self.path)
 
     @property

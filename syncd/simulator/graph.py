@@ -70,7 +70,8 @@ class GraphApi:
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, method: str, path: str, params: dict[str, str], body: Any,
-               base_url: str, preferred_size: int | None) -> Page | dict[str, Any]:
+               base_url: str, preferred_size: int | None,
+               minimal: bool = False) -> Page | dict[str, Any]:
         for route_method, pattern, name in _ROUTES:
             m = pattern.match(path)
             if m is None:
@@ -81,7 +82,7 @@ class GraphApi:
             handler: Callable[..., Page | dict[str, Any]] = getattr(self, "_" + name)
             with self.tenant.lock:
                 return handler(*m.groups(), params=params, body=body, base=base_url,
-                               preferred=preferred_size)
+                               preferred=preferred_size, minimal=minimal)
         raise GraphError(400, "BadRequest",
                          f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
 
@@ -127,13 +128,13 @@ class GraphApi:
 
     # ------------------------------------------------------------------ delta
 
-    def _users_delta(self, *, params, base, preferred, **_) -> Page:
+    def _users_delta(self, *, params, base, preferred, minimal, **_) -> Page:
         self._require(READ_USERS)
-        return self.delta.page("users", params, base, preferred)
+        return self.delta.page("users", params, base, preferred, minimal)
 
-    def _groups_delta(self, *, params, base, preferred, **_) -> Page:
+    def _groups_delta(self, *, params, base, preferred, minimal, **_) -> Page:
         self._require(READ_GROUPS)
-        return self.delta.page("groups", params, base, preferred)
+        return self.delta.page("groups", params, base, preferred, minimal)
 
     # ------------------------------------------------------------------ users
 

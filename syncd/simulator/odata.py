@@ -44,12 +44,13 @@ class GraphError(Exception):
     """An error answer in Graph's shape; raised by routes, rendered by the server."""
 
     def __init__(self, status: int, code: str, message: str,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, body: bool = True) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.body = body  # False: the answer has headers only (a bare 410 Gone)
 
 
 def not_found(oid: str) -> GraphError:
@@ -195,6 +196,14 @@ _MAXPAGESIZE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 def preferred_page_size(prefer: str | None) -> int | None:
     m = _MAXPAGESIZE.search(prefer or "")
     return int(m.group(1)) if m else None
+
+
+_RETURN_MINIMAL = re.compile(r"(?:^|[,;\s])return\s*=\s*\"?minimal\"?(?:$|[,;\s])", re.IGNORECASE)
+
+
+def prefers_minimal(prefer: str | None) -> bool:
+    """``Prefer: return=minimal`` among the preferences (RFC 7240: comma-separated)."""
+    return bool(_RETURN_MINIMAL.search(prefer or ""))
 
 
 # ------------------------------------------------------------------ page tokens

@@ -23,7 +23,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
@@ -33,7 +33,16 @@ from .auth import AccessTokens, TokenError, openid_configuration, resolve_tenant
 from .delta import DeltaService, DeltaSettings
 from .faults import Fault, FaultSet
 from .graph import GraphApi
-from .odata import GraphError, Page, dumps, loads, new_request_id, preferred_page_size
+from .odata import (
+    GraphError,
+    Page,
+    dumps,
+    loads,
+    new_request_id,
+    preferred_page_size,
+    prefers_minimal,
+)
+from .quirks import Quirks
 from .tenant import Tenant
 from .tomlwriter import merge, to_toml
 
@@ -56,6 +65,29 @@ TOKEN_ERRORS = {429: ("temporarily_unavailable", 50196), 500: ("server_error", 5
 
 def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def retry_after_header(seconds: float, form: str) -> str:
+    """A Retry-After value: "seconds" (whole, or decimal when given so, as Graph's
+    throttling page shows ``2.128``), "decimal" (always three decimals) or "date" (an
+    HTTP date that many seconds from now, whole seconds as HTTP dates are)."""
+    if form == "date":
+        return formatdate(time.time() + seconds, usegmt=True)
+    if form == "decimal":
+        return f"{seconds:.3f}"
+    return _format_seconds(seconds)
+
+
+class Exchange(NamedTuple):
+    """One request the simulator answered (``sim.exchanges``), with server-side times."""
+
+    method: str
+    target: str  # path?query as sent
+    status: int  # 0: the connection was reset instead
+    received: float  # time.time() when the request had arrived
+    sent: float  # time.time() just before the answer went out
+    headers: dict[str, str]  # the answer's headers (Date and Content-Length aside)
+    graph: bool  # Graph (True) or the identity endpoints (False)
 
 
 class _Response:
@@ -136,6 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
         is_graph = path.startswith("/v1.0/")
+        received = time.time()
         request_id = new_request_id()
         client_request_id = self.headers.get("client-request-id") or request_id
 
@@ -148,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay or 0)
         if fault is not None and fault.kind == "reset":
-            sim._log(is_graph, self.command, target, 0)
+            sim._log(is_graph, self.command, target, 0, received, {})
             self._reset()
             return
         if fault is not None and fault.kind == "status":
@@ -164,10 +197,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif (fault is not None and fault.kind == "malformed_item" and response.status == 200
               and isinstance(response.body, dict)):
             response.body = {**response.body, "id": "not-a-guid"}
+        if is_graph and sim.quirks.usage_headers:
+            response.headers["x-ms-resource-unit"] = "1"
+            if sim.quirks.throttle_limit_percentage is not None:
+                response.headers["x-ms-throttle-limit-percentage"] = f"{sim.quirks.throttle_limit_percentage:g}"
         body = response.body if isinstance(response.body, bytes) else dumps(response.body)
         if fault is not None and fault.kind == "invalid_json":
             body = b'{"@odata.context":"' + sim.url.encode() + b'/v1.0/$metadata","value":[{"id":<html>'
-        sim._log(is_graph, self.command, target, response.status)
+        sim._log(is_graph, self.command, target, response.status, received, response.headers)
         truncated = fault is not None and fault.kind == "truncated"
         self._send(response.status, response.headers, body, truncated=truncated)
 
@@ -200,10 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
                     body = loads(raw_body)
                 except ValueError:
                     raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
-            preferred = preferred_page_size(self.headers.get("Prefer"))
-            result = sim.graph.handle(self.command, path, params, body, sim.url, preferred)
+            prefer = ", ".join(self.headers.get_all("Prefer") or ())
+            preferred = preferred_page_size(prefer)
+            result = sim.graph.handle(self.command, path, params, body, sim.url, preferred,
+                                      minimal=prefers_minimal(prefer))
         except GraphError as err:
             headers.update(err.headers)
+            if not err.body:  # headers only, as Graph sends some 410 Gone answers
+                del headers["Content-Type"]
+                return _Response(err.status, headers, b"")
             if err.status == 401:
                 headers["WWW-Authenticate"] = (
                     f'Bearer realm="", authorization_uri="{sim.url}/common/oauth2/authorize", '
@@ -258,13 +300,22 @@ class _Handler(BaseHTTPRequestHandler):
             retry_after = 1  # Graph nearly always says when to come back on these
         headers: dict[str, str] = {}
         if retry_after is not None and retry_after >= 0:  # negative: no header at all
-            headers["Retry-After"] = _format_seconds(retry_after)
+            headers["Retry-After"] = retry_after_header(retry_after, fault.retry_after_format)
         if is_graph:
             headers.update({"Content-Type": GRAPH_CONTENT_TYPE, "request-id": request_id,
                             "client-request-id": client_request_id})
             code = GRAPH_ERROR_CODES.get(status, "UnknownError")
-            message = ("Too many requests." if status == 429
-                       else f"Simulated failure ({status}).")
+            if status == 429:
+                # Graph's throttling page: this body, and the identity service's headers
+                t = self.server.sim.tenant
+                headers["x-ms-throttle-scope"] = f"Tenant_Application/ReadWrite/{t.client_id}/{t.tenant_id}"
+                headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"
+                body = self._graph_error_body(code, "Please retry again later.", request_id,
+                                              client_request_id)
+                body["error"]["innerError"].update(
+                    {"code": "429", "message": "Please retry after", "status": "429"})
+                return _Response(status, headers, body)
+            message = f"Simulated failure ({status})."
             return _Response(status, headers,
                              self._graph_error_body(code, message, request_id, client_request_id))
         headers["Content-Type"] = TOKEN_CONTENT_TYPE
@@ -328,8 +379,11 @@ class Simulator:
     def __init__(self, tenant: Tenant, latency: float = 0.0, page_size_cap: int = 999, *,
                  token_lifetime: int = 3600, members_per_page: int = 500,
                  users_page_size: int = 200, groups_page_size: int = 100,
-                 host: str = "127.0.0.1", port: int = 0, control: bool = False) -> None:
+                 host: str = "127.0.0.1", port: int = 0, control: bool = False,
+                 quirks: Quirks | None = None) -> None:
         self.tenant = tenant
+        # documented Graph behaviours, all off by default; change them at any time
+        self.quirks = quirks if quirks is not None else Quirks()
         self.latency = latency
         self.page_size_cap = page_size_cap
         self.host = host
@@ -338,10 +392,11 @@ class Simulator:
         self.tokens = AccessTokens(token_lifetime)
         self.delta = DeltaService(tenant, DeltaSettings(
             users_page_size=users_page_size, groups_page_size=groups_page_size,
-            members_per_page=members_per_page, page_size_cap=page_size_cap))
+            members_per_page=members_per_page, page_size_cap=page_size_cap), self.quirks)
         self.graph = GraphApi(tenant, self.delta, page_size_cap)
         self.requests: list[tuple[str, str, int]] = []  # Graph: (method, path?query, status)
         self.token_requests: list[tuple[str, str, int]] = []  # everything else (identity)
+        self.exchanges: list[Exchange] = []  # both, with times and the answers' headers
         self._log_lock = threading.Lock()
         self._last_page: dict[str, list[dict[str, Any]]] = {}
         self._server: _Server | None = None
@@ -399,9 +454,12 @@ class Simulator:
 
     # ------------------------------------------------------------------ observing
 
-    def _log(self, is_graph: bool, method: str, target: str, status: int) -> None:
+    def _log(self, is_graph: bool, method: str, target: str, status: int, received: float,
+             headers: dict[str, str]) -> None:
+        exchange = Exchange(method, target, status, received, time.time(), dict(headers), is_graph)
         with self._log_lock:
             (self.requests if is_graph else self.token_requests).append((method, target, status))
+            self.exchanges.append(exchange)
 
     def graph_request_count(self) -> int:
         return len(self.requests)
@@ -415,6 +473,7 @@ class Simulator:
         with self._log_lock:
             self.requests.clear()
             self.token_requests.clear()
+            self.exchanges.clear()
 
     def revoke_tokens(self) -> None:
         """Every access token issued so far is refused by Graph (401) from now on."""

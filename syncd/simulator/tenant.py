@@ -22,6 +22,11 @@ Readable for assertions (treat them as read-only; change the tenant through the 
   ``t.groups_of(oid)``: the groups oid is a direct member of; ``t.user_by_upn(upn)``;
   ``t.kind_of(oid)``: "user" | "group" | "device" | "servicePrincipal" | None
 - ``t.version``: bumped by every change (delta tokens remember it)
+
+The change log also records *which* properties each change touched (a bit mask per entry,
+``USER_BITS`` / ``GROUP_BITS``; ``ALL`` for a creation or a restore), so the delta service can
+answer an incremental round with only the changed properties, as Graph does with
+``Prefer: return=minimal``. Still O(changes): one small int per log entry.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import bisect
 import random
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,7 +50,18 @@ DEFAULT_PERMISSIONS = frozenset({"Application.Read.All", "User.Read.All", "Group
 DEFAULT_APP_ROLE_ID = "00000000-0000-0000-0000-000000000000"  # "Default Access"
 
 MemberKind = Literal["user", "group", "device", "servicePrincipal"]
-ExpiryStyle = Literal["gone", "syncStateNotFound"]
+# how a refused delta/skip token is answered (Graph does each of these):
+# "gone": 410 + Location + error body; "gone_bare": 410 + Location, no body at all;
+# "syncStateNotFound" / "resyncRequired": 400 with that error code
+ExpiryStyle = Literal["gone", "gone_bare", "syncStateNotFound", "resyncRequired"]
+EXPIRY_STYLES = ("gone", "gone_bare", "syncStateNotFound", "resyncRequired")
+
+# change-log masks: which tracked properties a change touched (JSON names)
+USER_BITS = {"displayName": 1, "userPrincipalName": 2, "mail": 4, "accountEnabled": 8, "userType": 16}
+GROUP_BITS = {"displayName": 1, "securityEnabled": 2}
+ALL = -1  # every property: a creation or a restore (the whole object is news)
+REMOVED = 1 << 8  # no property: the object was deleted (soft or hard)
+_USER_FIELD_BITS = {"display_name": 1, "upn": 2, "mail": 4, "enabled": 8, "user_type": 16}
 
 T = TypeVar("T")
 
@@ -233,15 +250,17 @@ class Tenant:
         # Server threads read while tests mutate: every read and write holds this lock.
         self.lock = threading.RLock()
         self.version = 0
+        self.version_times: list[float] = []  # monotonic time of each version (index v - 1)
         self._logging = True
         # change logs: parallel lists, versions ascending (bisect on the version list)
         self.user_log_versions: list[int] = []
         self.user_log_ids: list[str] = []
+        self.user_log_props: list[int] = []  # USER_BITS mask of each change (or ALL, REMOVED)
         self.group_log_versions: list[int] = []
         self.group_log_ids: list[str] = []
-        # None = the group itself changed (created, renamed, deleted);
+        # an int = the group itself changed (GROUP_BITS mask; ALL created, REMOVED deleted);
         # (member id, member kind, added?) = a membership change
-        self.group_log_events: list[tuple[str, str, bool] | None] = []
+        self.group_log_events: list[tuple[str, str, bool] | int] = []
         # delta tokens carry the epoch they were issued in; older epochs are refused
         self.delta_epoch = 0
         self.delta_expiry_style: ExpiryStyle = "gone"
@@ -292,15 +311,21 @@ class Tenant:
 
     def _bump(self) -> int:
         self.version += 1
+        self.version_times.append(time.monotonic())
         return self.version
 
-    def _log_user(self, uid: str) -> None:
+    def version_at(self, moment: float) -> int:
+        """The last version made at or before ``moment`` (a time.monotonic() value)."""
+        return bisect.bisect_right(self.version_times, moment)
+
+    def _log_user(self, uid: str, props: int = ALL) -> None:
         v = self._bump()
         if self._logging:
             self.user_log_versions.append(v)
             self.user_log_ids.append(uid)
+            self.user_log_props.append(props)
 
-    def _log_group(self, gid: str, event: tuple[str, str, bool] | None = None) -> None:
+    def _log_group(self, gid: str, event: tuple[str, str, bool] | int = ALL) -> None:
         v = self._bump()
         if self._logging:
             self.group_log_versions.append(v)
@@ -317,16 +342,27 @@ class Tenant:
         ids = self.user_log_ids
         return list(dict.fromkeys(ids[i] for i in self._since(self.user_log_versions, since, until)))
 
+    def user_changed_props(self, since: int, until: int) -> dict[str, int]:
+        """uid -> USER_BITS mask of what changed after ``since`` up to ``until`` (ALL: all of
+        it, a creation or a restore), in first-change order."""
+        out: dict[str, int] = {}
+        ids, props = self.user_log_ids, self.user_log_props
+        for i in self._since(self.user_log_versions, since, until):
+            uid = ids[i]
+            out[uid] = out.get(uid, 0) | props[i]
+        return out
+
     def group_changes(self, since: int, until: int
-                      ) -> dict[str, tuple[bool, dict[str, tuple[str, bool]]]]:
-        """gid -> (group itself changed?, {member id: (kind, added?)} net of the changes)."""
-        out: dict[str, tuple[bool, dict[str, tuple[str, bool]]]] = {}
+                      ) -> dict[str, tuple[int | None, dict[str, tuple[str, bool]]]]:
+        """gid -> (GROUP_BITS mask of the group's own changes, None when only its members
+        changed; {member id: (kind, added?)} net of the changes)."""
+        out: dict[str, tuple[int | None, dict[str, tuple[str, bool]]]] = {}
         ids, events = self.group_log_ids, self.group_log_events
         for i in self._since(self.group_log_versions, since, until):
             gid, event = ids[i], events[i]
-            changed, members = out.get(gid) or (False, {})
-            if event is None:
-                changed = True
+            changed, members = out.get(gid) or (None, {})
+            if isinstance(event, int):
+                changed = (changed or 0) | event
             else:
                 members[event[0]] = (event[1], event[2])
             out[gid] = (changed, members)
@@ -347,8 +383,9 @@ class Tenant:
                 self._bump()
 
     def expire_delta_tokens(self, style: ExpiryStyle = "gone") -> None:
-        """Refuse every delta/skip token issued so far: 410 Gone + Location, or 400."""
-        if style not in ("gone", "syncStateNotFound"):
+        """Refuse every delta/skip token issued so far, answered as ``style`` (EXPIRY_STYLES):
+        410 Gone + Location with an error body or with no body at all, or a 400."""
+        if style not in EXPIRY_STYLES:
             raise ValueError(f"unknown expiry style {style!r}")
         with self.lock:
             self.delta_epoch += 1
@@ -433,9 +470,13 @@ class Tenant:
                 if self._upn_index is not None:
                     self._upn_index.pop(user.upn.lower(), None)
                     self._upn_index[new_upn.lower()] = user
+            props = 0
             for name, value in changes.items():
-                setattr(user, self._USER_FIELDS[name], value)
-            self._log_user(uid)
+                attr = self._USER_FIELDS[name]
+                if getattr(user, attr) != value:
+                    props |= _USER_FIELD_BITS[attr]
+                setattr(user, attr, value)
+            self._log_user(uid, props)  # logged even when nothing changed: Graph may too
 
     def disable_user(self, uid: str) -> None:
         self.update_user(uid, enabled=False)
@@ -450,7 +491,7 @@ class Tenant:
             self._hidden[uid] = (tuple(self._drop_from_groups(uid, "user")),
                                  self.assignments.discard(uid))
             user.soft_deleted = True
-            self._log_user(uid)
+            self._log_user(uid, REMOVED)
 
     def restore_user(self, uid: str) -> None:
         with self.lock:
@@ -478,7 +519,7 @@ class Tenant:
             self.users.discard(uid)
             if self._upn_index is not None:
                 self._upn_index.pop(user.upn.lower(), None)
-            self._log_user(uid)
+            self._log_user(uid, REMOVED)
 
     def _drop_from_groups(self, oid: str, kind: str) -> list[str]:
         dropped = []
@@ -500,9 +541,22 @@ class Tenant:
             return gid
 
     def rename_group(self, gid: str, name: str) -> None:
+        self.update_group(gid, name=name)
+
+    def update_group(self, gid: str, name: str | None = None,
+                     security_enabled: bool | None = None) -> None:
         with self.lock:
-            self.groups[gid].name = name
-            self._log_group(gid)
+            group = self.groups[gid]
+            props = 0
+            if name is not None:
+                if group.name != name:
+                    props |= GROUP_BITS["displayName"]
+                group.name = name
+            if security_enabled is not None:
+                if group.security_enabled != security_enabled:
+                    props |= GROUP_BITS["securityEnabled"]
+                group.security_enabled = security_enabled
+            self._log_group(gid, props)
 
     def delete_group(self, gid: str) -> None:
         """Security groups are deleted for good: Graph reports them removed as 'deleted'."""
@@ -512,7 +566,7 @@ class Tenant:
             self._drop_from_groups(gid, "group")
             self.assignments.discard(gid)
             self.groups.discard(gid)
-            self._log_group(gid)
+            self._log_group(gid, REMOVED)
 
     def _add_member(self, group: Group, oid: str, kind: str) -> None:
         if oid not in group.members:

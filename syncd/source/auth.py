@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 from ..config import EntraConfig
 from ..errors import SourceError
 from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
-from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning
+from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning, parse_retry_after
 
 log = logging.getLogger("syncd.source.auth")
 
@@ -307,10 +307,7 @@ class TokenHttpClient:
 
     @staticmethod
     def _retry_after(response: Any) -> float | None:
-        try:
-            return float(response.headers.get("Retry-After"))
-        except (TypeError, ValueError):
-            return None
+        return parse_retry_after(response.headers.get("Retry-After"))
 
 
 # --------------------------------------------------------------------------- the token source

@@ -12,7 +12,8 @@ Layers, outside in, for one page:
    orjson (see graph.py).
 3. The SDK's middleware (redirect, retry, parameter decoding, user agent, telemetry) with
    ``DeadlineRetryHandler`` in place of the stock RetryHandler: 429/503/504 honour
-   Retry-After, up to 10 retries, never sleeping past the cycle budget.
+   Retry-After (whole or decimal seconds, or an HTTP date: ``parse_retry_after``), up to
+   10 retries, never sleeping past the cycle budget.
 4. ``CountingTransport`` under everything: counts each request put on the wire (retries
    included) and each 429/503/504 answer.
 
@@ -54,7 +55,7 @@ from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
 from .auth import TokenSource, redact
 from .tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
-from .tuning import Deadline, Retryable, Tuning
+from .tuning import Deadline, Retryable, Tuning, parse_retry_after
 
 log = logging.getLogger("syncd.source.graph")
 
@@ -104,12 +105,13 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
 
 class DeadlineRetryHandler(RetryHandler):
-    """The SDK's RetryHandler, with our backoff and the cycle deadline.
+    """The SDK's RetryHandler, with our Retry-After parsing, our backoff and the cycle deadline.
 
-    Retry-After is used as given (Graph's throttling guidance); without it, our jittered
-    exponential backoff. A delay the cycle budget cannot afford is refused (the stock
-    handler refuses >= 180 s the same way) so the read fails now with "throttled"
-    rather than sleeping into the timeout.
+    Retry-After is used as given (Graph's throttling guidance), read by
+    ``parse_retry_after``: the stock parser takes only whole seconds or a date and drops
+    Graph's decimal ``2.128``. Without it, our jittered exponential backoff. A delay the
+    cycle budget cannot afford is refused (the stock handler refuses >= 180 s the same
+    way) so the read fails now with "throttled" rather than sleeping into the timeout.
     """
 
     def __init__(self, options: RetryHandlerOption, tuning: Tuning, deadline: Callable[[], Deadline]) -> None:
@@ -118,7 +120,7 @@ class DeadlineRetryHandler(RetryHandler):
         self._deadline = deadline
 
     def get_delay_time(self, retry_count: int, response: httpx.Response | None = None, delay: float = 0.0) -> float:
-        retry_after = self._get_retry_after(response)
+        retry_after = parse_retry_after(response.headers.get("retry-after")) if response is not None else None
         wait = retry_after if retry_after else self._tuning.backoff(retry_count + 1)
         if not self._deadline().allows(wait):
             return RetryHandlerOption.MAX_DELAY  # = "do not retry" for RetryHandler.send
@@ -398,7 +400,4 @@ def _retry_after(exc: APIError) -> float | None:
             value = val
     if isinstance(value, list | tuple | set):
         value = next(iter(value), None)
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(value)

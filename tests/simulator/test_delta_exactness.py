@@ -3,6 +3,10 @@
 Random mutations (users, groups, memberships, soft/hard deletes, restores, nesting), some
 made in the middle of a paged round, random page sizes and member budgets. Drives the
 DeltaService directly (HTTP is covered elsewhere) so hundreds of rounds take a second.
+
+The mirror merges what it reads, as Graph's pages tell clients to: a property missing from
+an object means "unchanged", an object may come more than once. So it must converge under
+every documented quirk too (partial objects, repeats, empty pages, replays, ...).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from syncd.simulator import Tenant
+from syncd.simulator import Quirks, Tenant
 from syncd.simulator.delta import DeltaService, DeltaSettings
 
 BASE = "https://sim.example"
@@ -31,7 +35,9 @@ class Mirror:
             if "@removed" in item:
                 self.users.pop(item["id"], None)
             else:
-                self.users[item["id"]] = (item["displayName"], item["accountEnabled"])
+                name, enabled = self.users.get(item["id"], (None, None))
+                self.users[item["id"]] = (item.get("displayName", name),
+                                          item.get("accountEnabled", enabled))
 
     def apply_groups(self, items: list[dict[str, Any]], full: bool) -> None:
         if full:
@@ -56,11 +62,12 @@ def truth(t: Tenant) -> tuple[dict, dict]:
     return users, groups
 
 
-def round_trip(delta: DeltaService, resource: str, url: str, size: int, mutate) -> tuple[list, str]:
+def round_trip(delta: DeltaService, resource: str, url: str, size: int, mutate,
+               minimal: bool = False) -> tuple[list, str]:
     items: list[dict[str, Any]] = []
     while True:
         split = urlsplit(url)
-        page = delta.page(resource, dict(parse_qsl(split.query)), BASE, size)
+        page = delta.page(resource, dict(parse_qsl(split.query)), BASE, size, minimal)
         items += page.items
         if page.delta_link:
             return items, page.delta_link
@@ -104,8 +111,31 @@ def mutator(t: Tenant, rng: random.Random):
     return mutate
 
 
+QUIRKS = {
+    "minimal": {"minimal": True},
+    "some": {"properties": "some"},
+    "changed+repeat": {"properties": "changed", "repeat": 2},
+    "empty+repeat": {"empty_pages": 2, "repeat": 1, "continuation_props": True},
+    "initial quirks": {"removed_in_initial": True, "omit_empty_members": True, "properties": "changed"},
+    "replay": {"replay": True, "properties": "changed"},
+    "hide unselected": {"hide_unselected": True, "minimal": True, "repeat": 1},
+}
+
+
 @pytest.mark.parametrize("seed", range(25))
 def test_mirror_converges(seed):
+    converges(seed, {})
+
+
+@pytest.mark.parametrize("quirks", list(QUIRKS))
+@pytest.mark.parametrize("seed", range(6))
+def test_mirror_converges_under_quirks(seed, quirks):
+    converges(seed, QUIRKS[quirks])
+
+
+def converges(seed: int, quirks: dict[str, Any]) -> None:
+    quirks = dict(quirks)
+    minimal = quirks.pop("minimal", False)
     rng = random.Random(seed)
     t = Tenant(seed=seed)
     users = [t.add_user(f"p{i}@contoso.onmicrosoft.com", f"P{i}") for i in range(rng.randrange(1, 30))]
@@ -113,7 +143,7 @@ def test_mirror_converges(seed):
         gid = t.add_group(f"Initial {g}")
         for uid in rng.sample(users, rng.randrange(len(users) + 1)):
             t.add_member(gid, uid)
-    delta = DeltaService(t, DeltaSettings(members_per_page=rng.randrange(1, 8)))
+    delta = DeltaService(t, DeltaSettings(members_per_page=rng.randrange(1, 8)), Quirks(**quirks))
     mutate = mutator(t, rng)
     mirror = Mirror()
     users_url = f"{BASE}/v1.0/users/delta?$select=displayName,accountEnabled"
@@ -122,9 +152,9 @@ def test_mirror_converges(seed):
     for round_no in range(8):
         noisy = mutate if round_no < 6 else quiet  # the last rounds run on a still tenant
         size = rng.randrange(1, 10)
-        items, users_url = round_trip(delta, "users", users_url, size, noisy)
+        items, users_url = round_trip(delta, "users", users_url, size, noisy, minimal)
         mirror.apply_users(items, full=round_no == 0)
-        items, groups_url = round_trip(delta, "groups", groups_url, size, noisy)
+        items, groups_url = round_trip(delta, "groups", groups_url, size, noisy, minimal)
         mirror.apply_groups(items, full=round_no == 0)
         for _ in range(rng.randrange(6)):
             if round_no < 6:

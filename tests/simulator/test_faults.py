@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -147,3 +148,62 @@ def test_unknown_kind_is_refused():
         Fault(r"/users", "explode")
     with pytest.raises(ValueError):
         Fault(r"/users", "status")
+
+
+# ---------------------------------------------------------------------------- Retry-After forms
+
+
+@pytest.mark.parametrize(("retry_after", "form", "header"), [
+    (2.128, "seconds", "2.128"), (3, "seconds", "3"), (2, "decimal", "2.000"),
+])
+def test_retry_after_in_seconds(simulator, graph, retry_after, form, header):
+    simulator.faults.add(Fault(USERS, "status", status=429, retry_after=retry_after,
+                               retry_after_format=form))
+    r = graph.http.get(USERS)
+    assert r.status_code == 429 and r.headers["Retry-After"] == header
+
+
+def test_retry_after_as_an_http_date(simulator, graph):
+    simulator.faults.add(Fault(USERS, "status", status=503, retry_after=30, retry_after_format="date"))
+    r = graph.http.get(USERS)
+    assert r.status_code == 503 and r.headers["Retry-After"].endswith(" GMT")
+    when = parsedate_to_datetime(r.headers["Retry-After"]).timestamp()
+    exchange = simulator.exchanges[-1]
+    # 30 s after the answer was written, in whole seconds as HTTP dates are
+    assert exchange.received + 29 < when <= exchange.sent + 30
+
+
+def test_throttled_without_retry_after(simulator, graph):
+    simulator.faults.add(Fault(USERS, "status", status=429, retry_after=-1))
+    r = graph.http.get(USERS)
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+
+
+def test_throttling_body_and_headers_as_documented(simulator, graph):
+    simulator.faults.add(Fault(USERS, "status", status=429, retry_after=2.128))
+    r = graph.http.get(USERS)
+    error = r.json()["error"]
+    assert error["code"] == "TooManyRequests" and error["message"] == "Please retry again later."
+    inner = error["innerError"]
+    assert inner["code"] == "429" and inner["status"] == "429" and inner["request-id"] == r.headers["request-id"]
+    t = simulator.tenant
+    assert r.headers["x-ms-throttle-scope"] == f"Tenant_Application/ReadWrite/{t.client_id}/{t.tenant_id}"
+    assert r.headers["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
+
+
+def test_unknown_retry_after_format_is_refused():
+    with pytest.raises(ValueError):
+        Fault(USERS, "status", status=429, retry_after_format="fortnight")
+
+
+def test_exchanges_record_times_and_headers(simulator, graph):
+    simulator.faults.add(Fault(USERS, "status", status=429, retry_after=0.5))
+    graph.http.get(USERS)
+    graph.http.get(USERS)
+    throttled, ok = [e for e in simulator.exchanges if e.graph][-2:]
+    assert (throttled.status, ok.status) == (429, 200)
+    assert throttled.headers["Retry-After"] == "0.5" and "Retry-After" not in ok.headers
+    assert throttled.received <= throttled.sent <= ok.received <= ok.sent
+    assert any(not e.graph and "/oauth2/v2.0/token" in e.target for e in simulator.exchanges)
+    simulator.reset_log()
+    assert simulator.exchanges == []
