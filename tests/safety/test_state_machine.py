@@ -153,10 +153,21 @@ class SyncMachine(RuleBasedStateMachine):
     @initialize(
         names=st.lists(st.sampled_from(POOL), max_size=3, unique=True), upper=st.booleans(),
         team=st.integers(min_value=0, max_value=4),
+        answers=st.fixed_dictionaries({
+            "properties": st.sampled_from(["full", "some", "changed"]),
+            "seed": st.integers(0, 3),
+            "repeat": st.integers(0, 2),
+            "empty_pages": st.integers(0, 1),
+            "omit_null": st.booleans(),
+            "removed_in_initial": st.booleans(),
+        }),
     )
-    def start(self, names: list[str], upper: bool, team: int) -> None:
+    def start(self, names: list[str], upper: bool, team: int, answers: dict[str, Any]) -> None:
         """The application had local users before sync (R6 adopts them, R6a guards their
-        names); the tenant starts with a team of ``team`` users in an assigned group."""
+        names); the tenant starts with a team of ``team`` users in an assigned group; Graph
+        answers in one of the ways Microsoft documents (``answers``: partial objects in
+        delta rounds, repeated objects, empty pages)."""
+        self.sim.quirks.set(**answers)
         with Store(self.config.store_path) as store:
             for i, name in enumerate(names):
                 local_mod.add_user(store, name.upper() if upper and i == 0 else name, f"Local {i}")
