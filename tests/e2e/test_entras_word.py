@@ -99,3 +99,30 @@ def test_r6a_the_name_of_a_deactivated_user_is_not_given_to_another(env: Env) ->
     assert skip["entra_id"] == new and "deactivated" in skip["reason"] and old in skip["reason"]
     users = env.users()
     assert list(users) == [f"pat@{D}"] and users[f"pat@{D}"]["entra_id"] == old
+
+
+@pytest.mark.parametrize("answers", ["changed", "some"])
+def test_a_delta_object_carrying_only_what_changed_changes_only_that(env: Env, answers: str) -> None:
+    """Graph's delta overview: an updated user comes back with only its changed properties
+    (always so under Prefer: return=minimal). A delta object without accountEnabled once
+    deactivated the user; one without mail or displayName blanked them."""
+    t = env.tenant
+    env.configure(mapping={"email": "mail"})
+    env.sim.quirks.set(properties=answers)
+    kept = t.add_user(f"kept@{D}", display_name="Kept", mail=f"kept.mail@{D}")
+    gone = t.add_user(f"gone@{D}", display_name="Gone", mail=f"gone.mail@{D}")
+    for uid in (kept, gone):
+        t.assign(uid)
+    env.sync()
+    t.update_user(kept, display_name="Kept Renamed")
+    t.disable_user(gone)
+    report = env.sync()
+    [update] = entries(report, "update")
+    assert update["entra_id"] == kept
+    assert [e["entra_id"] for e in entries(report, "deactivate")] == [gone]
+    users = env.users()
+    assert users[f"kept@{D}"]["status"] == "active" and users[f"kept@{D}"]["display_name"] == "Kept Renamed"
+    assert users[f"kept@{D}"]["email"] == f"kept.mail@{D}"
+    assert users[f"gone@{D}"]["status"] == "deactivated"
+    # and a round that repeats the rename changes nothing more
+    assert entries(env.sync(), "update") == []
