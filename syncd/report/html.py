@@ -17,7 +17,8 @@ from .model import CycleReport
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
-td{white-space:pre-wrap;word-break:break-word}
+td{white-space:pre-wrap;overflow-wrap:anywhere}
+td.nowrap,th{white-space:nowrap}td.num{text-align:right}
 th{background:#f3f3f3;cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .counts span{display:inline-block;margin:0 1em .5em 0;padding:4px 8px;background:#eef}
 tr.failure{background:#fdd}tr.staged{background:#ffd}tr.skipped{background:#eee}
@@ -56,31 +57,40 @@ def escape(text: str) -> str:
     return _escape(text) if _SPECIAL(text) else text
 
 
-_COLUMNS = ("change", "action", "type", "name", "Entra id", "local id", "status", "reason", "modified")
+_COLUMNS = ("#", "action", "type", "name", "Entra id", "local id", "status", "reason", "modified")
 
 
 def _value(v: object) -> str:
     return json.dumps(v, ensure_ascii=False) if v is not None else "-"
 
 
-def render_html(report: CycleReport) -> str:
+def _number(change_id: object, cycle_id: str) -> str:
+    """The change's number in its cycle: its id without the cycle id, which the page's title says once."""
+    text = str(change_id or "")
+    return text[len(cycle_id) + 1:] if text.startswith(cycle_id + ":") else text
+
+
+def render_html(report: CycleReport, *, verbose: bool = False) -> str:
     e = escape
     counts = "".join(f"<span>{e(str(k))}: {v}</span>" for k, v in report.counts.items()) or "<span>no changes</span>"
     rows = []
     for entry in report.entries:
         mods = "\n".join(
-            f"{e(str(k))}: {e(_value(v.get('old')))} \u2192 {e(_value(v.get('new')))}" for k, v in entry["modified"].items()
+            f"{e(str(k))}: {e(_value(v.get('old')))} \u2192 {e(_value(v.get('new')))}"
+            if v.get("old") is not None or v.get("new") != entry["name"] else f"{e(str(k))}: as named"
+            for k, v in entry["modified"].items()
         )
         status = e(str(entry["status"]))
+        change_id = e(str(entry.get("change_id") or ""))
         rows.append(
-            f'<tr class="{status}" data-status="{status}"><td>{e(str(entry.get("change_id") or ""))}</td>'
-            f"<td>{e(str(entry['action']))}</td><td>{e(str(entry['object_type']))}</td><td>{e(str(entry['name']))}</td>"
-            f"<td>{e(str(entry.get('entra_id') or ''))}</td><td>{e(str(entry.get('local_id') or ''))}</td>"
-            f"<td>{status}</td><td>{e(str(entry.get('reason') or ''))}</td><td>{mods}</td></tr>"
+            f'<tr class="{status}" data-status="{status}" id="{change_id}"><td class="num">{e(_number(entry.get("change_id"), report.cycle_id))}</td>'
+            f"<td class=\"nowrap\">{e(str(entry['action']))}</td><td class=\"nowrap\">{e(str(entry['object_type']))}</td><td>{e(str(entry['name']))}</td>"
+            f"<td class=\"nowrap\">{e(str(entry.get('entra_id') or ''))}</td><td class=\"num\">{e(str(entry.get('local_id') or ''))}</td>"
+            f"<td class=\"nowrap\">{status}</td><td>{e(str(entry.get('reason') or ''))}</td><td>{mods}</td></tr>"
         )
     errors = "".join(f"<li>{e(str(x))}</li>" for x in report.errors)
     notes = "".join(f"<li>{e(str(x))}</li>" for x in report.notes)
-    phases = ", ".join(f"{e(str(k))} {float(v):.2f} s" for k, v in report.ordered_phases())
+    phases = ", ".join(f"{e(str(k))} {float(v):.2f} s" for k, v in report.ordered_phases()) if verbose else ""
     dry = ' <span class="dry">(dry run: nothing was changed)</span>' if report.dry_run else ""
     statuses = sorted({str(x["status"]) for x in report.entries})
     options = "".join(f'<option value="{e(s)}">{e(s)}</option>' for s in statuses)
