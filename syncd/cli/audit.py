@@ -58,7 +58,7 @@ def _write_failed(path: str, exc: OSError):
     return UsageError(f"-o {path}: cannot write it: {exc.strerror or exc}")
 
 
-@cli.command(epilog="CYCLE_ID as `syncd reports` lists it; `latest` (the default) is the newest cycle, dry runs included.")
+@cli.command(short_help="One cycle's report (text, json, csv, html).", epilog="CYCLE_ID as `syncd reports` lists it; `latest` (the default) is the newest cycle, dry runs included.")
 @_config_option
 @click.argument("cycle", default="latest", metavar="[latest|CYCLE_ID]")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True,
@@ -100,7 +100,7 @@ class _DefaultGroup(_Group):
         return super().parse_args(ctx, args)
 
 
-@cli.group(cls=_DefaultGroup)
+@cli.group(cls=_DefaultGroup, short_help="The stored cycles: list (the default), export.")
 @_config_option
 def reports() -> None:
     """The stored cycles: `list` (the default) and `export`.
@@ -119,7 +119,7 @@ def reports() -> None:
 STATUS_HELP = "only cycles that ended with this status"
 
 
-@reports.command("list")
+@reports.command("list", short_help="The stored cycles, newest first (the default).")
 @_config_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="at most N cycles")
 @click.option("--since", type=DATE, default=None, help="cycles started at or after DATE (YYYY-MM-DD or an ISO 8601 time; UTC unless it says)")
@@ -142,7 +142,7 @@ def reports_list(limit: int | None, since: datetime | None, status: str | None, 
     )
 
 
-@reports.command("export")
+@reports.command("export", short_help="Every cycle as JSON Lines, or --sqlite FILE.")
 @_config_option
 @click.option("--since", type=DATE, default=None, help="cycles started at or after DATE (default: every stored cycle)")
 @click.option("--status", "status", type=click.Choice(STATUSES), default=None, help=STATUS_HELP)
@@ -198,7 +198,7 @@ def audit() -> None:
     """The audit trail's integrity (`syncd audit verify`)."""
 
 
-@audit.command("verify")
+@audit.command("verify", short_help="Check the stored reports are complete and unaltered.")
 @_config_option
 @json_option("the result (ok, cycles, entries, anchor, head, problem)")
 def audit_verify(as_json: bool) -> None:

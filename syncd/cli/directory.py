@@ -8,17 +8,16 @@ from .app import _config_option, _open_store, _print_json, _show, _table, cli, j
 
 USER_ARG = "USER is a local id, an Entra object id, a user_name or an email (case-insensitive)."
 GROUP_ARG = "GROUP is a local id, an Entra object id or a name (case-insensitive)."
-REFUSED = "Refused once sync is enabled (the first completed cycle), and for users and groups managed by Entra ID."
 
 # --------------------------------------------------------------------------- users
 
 
-@cli.group()
+@cli.group(short_help="The local users: list, show, add, activate, deactivate.")
 def users() -> None:
     """The local directory's users: list, show, and (before sync is enabled) local changes."""
 
 
-@users.command("list")
+@users.command("list", short_help="Every user, its status and groups.")
 @_config_option
 @click.option("--status", "status_filter", type=click.Choice(["active", "deactivated"]), help="only the users with this status")
 @json_option("an array of users (id, entra_id, user_name, display_name, email, status, managed, groups)")
@@ -38,7 +37,7 @@ def users_list(status_filter: str | None, as_json: bool) -> None:
     )
 
 
-@users.command("show", epilog=USER_ARG)
+@users.command("show", short_help="One user.", epilog=USER_ARG)
 @_config_option
 @click.argument("user")
 @json_option("the user")
@@ -54,7 +53,7 @@ def users_show(user: str, as_json: bool) -> None:
     _show(row, as_json)
 
 
-@users.command("add", epilog=REFUSED)
+@users.command("add", short_help="Add a local user (before sync is enabled).", epilog="Refused once sync is enabled (the first completed cycle).")
 @_config_option
 @click.argument("email")
 @click.option("--name", default=None, metavar="NAME", help="display name (default: none)")
@@ -81,7 +80,7 @@ def users_activate(user: str) -> None:
     click.echo(f"user {u['user_name']} is active")
 
 
-@users.command("deactivate", epilog=f"{USER_ARG} Refused for users managed by Entra ID, and for the last active member of Administrators.")
+@users.command("deactivate", short_help="Deactivate a local, unmanaged user.", epilog=f"{USER_ARG} Refused for users managed by Entra ID, and for the last active member of Administrators.")
 @_config_option
 @click.argument("user")
 def users_deactivate(user: str) -> None:
@@ -97,12 +96,12 @@ def users_deactivate(user: str) -> None:
 # --------------------------------------------------------------------------- groups
 
 
-@cli.group()
+@cli.group(short_help="The local groups: list, show, add, add-member, remove-member.")
 def groups() -> None:
     """The local groups with their members: list, show, and local changes to unmanaged groups."""
 
 
-@groups.command("list")
+@groups.command("list", short_help="Every group and its members.")
 @_config_option
 @json_option("an array of groups (id, entra_id, name, managed, members)")
 def groups_list(as_json: bool) -> None:
@@ -136,7 +135,7 @@ def groups_show(group: str, as_json: bool) -> None:
     _show(row, as_json)
 
 
-@groups.command("add", epilog="Refused once sync is enabled (the first completed cycle).")
+@groups.command("add", short_help="Add a local group (before sync is enabled).", epilog="Refused once sync is enabled (the first completed cycle).")
 @_config_option
 @click.argument("name")
 def groups_add(name: str) -> None:
@@ -180,7 +179,7 @@ def groups_remove_member(group: str, user: str) -> None:
 # --------------------------------------------------------------------------- invites
 
 
-@cli.group()
+@cli.group(short_help="Invites: list, add.")
 def invites() -> None:
     """Invites to the local directory: every open one is revoked when sync is enabled."""
 
@@ -201,7 +200,7 @@ def invites_list(as_json: bool) -> None:
     _table([[i["id"], i["email"], i["status"], i["created_at"]] for i in rows], ["ID", "EMAIL", "STATUS", "CREATED"])
 
 
-@invites.command("add", epilog="Refused once sync is enabled (the first completed cycle).")
+@invites.command("add", short_help="Invite an email (before sync is enabled).", epilog="Refused once sync is enabled (the first completed cycle).")
 @_config_option
 @click.argument("email")
 def invites_add(email: str) -> None:

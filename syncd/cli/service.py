@@ -9,7 +9,7 @@ import click
 from .app import _config_option, _load_config, _open_store, _print_json, cli, json_option
 
 
-@cli.command(epilog="Exit 0 whatever the last cycle did: the warnings say it; a missing store is exit 2.")
+@cli.command(short_help="Enabled or not, last cycle, next run, counts, warnings.", epilog="Exit 0 whatever the last cycle did: the warnings say it; a missing store is exit 2.")
 @_config_option
 @json_option("the status (enabled, last_cycle, next_run, users, groups, warnings, ...)")
 def status(as_json: bool) -> None:
@@ -25,7 +25,7 @@ def status(as_json: bool) -> None:
         click.echo(render_status(st))
 
 
-@cli.command("check-config", epilog=(
+@cli.command("check-config", short_help="Validate the configuration and show what it resolved.", epilog=(
     "A relative entra.client_secret_file names a systemd credential: inside a unit with LoadCredential= it is "
     "read from $CREDENTIALS_DIRECTORY, elsewhere beside the configuration file (the file LoadCredential= loads)."
 ))
@@ -55,7 +55,7 @@ def check_config(as_json: bool) -> None:
         click.echo(as_toml(cfg) + f"# store: {access.describe(store)}")
 
 
-@cli.command(epilog=(
+@cli.command(short_help="The daemon, for systemd: a cycle now, then every interval.", epilog=(
     "Runs in the foreground until SIGTERM; SIGHUP re-reads the configuration. Under systemd (Type=notify) it reports "
     "READY, a one-line STATUS after each cycle, and pings the watchdog. Exit 2: a configuration or store problem "
     "a restart would not fix."
@@ -79,7 +79,7 @@ def _check_connection():
     return check_connection
 
 
-@cli.command("test-connection", epilog="Exit 0 when every check passes, 1 when one fails, 2 for a configuration error.")
+@cli.command("test-connection", short_help="Check the token, service principal and permissions.", epilog="Exit 0 when every check passes, 1 when one fails, 2 for a configuration error.")
 @_config_option
 @json_option("an array of checks (name, ok, detail, fix)")
 def test_connection(as_json: bool) -> None:
@@ -106,7 +106,7 @@ def test_connection(as_json: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-@cli.command(epilog="USER is a local id, an Entra object id, a user_name, an email or a UPN.")
+@cli.command(short_help="Why a user is or is not provisioned, step by step.", epilog="USER is a local id, an Entra object id, a user_name, an email or a UPN.")
 @_config_option
 @click.argument("user")
 @json_option("the explanation (the user, each step with its outcome)")

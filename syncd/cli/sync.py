@@ -20,7 +20,7 @@ email. GROUP (--group) is an Entra object id or a group name.
 """
 
 
-@cli.command(epilog=SYNC_EPILOG)
+@cli.command(short_help="Run one cycle now (--dry-run, --full, --user, --group).", epilog=SYNC_EPILOG)
 @_config_option
 @click.option("--dry-run", is_flag=True, help="plan and report, change nothing (the report is kept)")
 @click.option("--full", is_flag=True, help="ignore the delta state: read everything from Graph")
@@ -89,7 +89,7 @@ def _entra_ids(cfg, users: tuple[str, ...]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- demo
 
 
-@cli.command(epilog=(
+@cli.command(short_help="Try it: two cycles on a bundled simulated tenant, offline.", epilog=(
     "With --store DIR/NAME.db it also writes DIR/NAME.toml and DIR/NAME.secret, and refuses to start when any of them "
     "exists. The kept store is then yours to explore: syncd --config DIR/NAME.toml users list (status, groups list, "
     "reports, report latest, explain USER ...). To go on syncing it: syncd simulator --demo --demo-changes."
@@ -105,7 +105,7 @@ def demo(store_path: str | None, as_json: bool) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-             add_help_option=False)
+             add_help_option=False, short_help="Serve a simulated tenant to sync against (--help).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def simulator(args: tuple[str, ...]) -> None:
     """Serve a simulated tenant to sync against (--demo: the demo's; --help: every option)."""
@@ -117,7 +117,7 @@ def simulator(args: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- the manual
 
 
-@cli.command(epilog="Pipe it to a pager: syncd manual rules | less")
+@cli.command(short_help="Read the manual (pages: syncd manual).", epilog="Pipe it to a pager: syncd manual rules | less")
 @click.argument("page", required=False)
 def manual(page: str | None) -> None:
     """The manual: without PAGE, its pages and where they are; with PAGE, that page's text."""
