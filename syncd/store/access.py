@@ -97,6 +97,18 @@ def read_problem(db: Path, config_path: str | None = None) -> str | None:
     return None
 
 
+def wal_read_problem(db: Path) -> str | None:
+    """Why SQLite could not open the store for reading although the file is readable: reading
+    a WAL store needs its -shm file, which only a user who may write the directory creates."""
+    shm = Path(f"{db}-shm")
+    if not shm.exists() and not _can(db.parent, os.W_OK | os.X_OK):
+        return (
+            f"the store {db} cannot be read by {_who()}: SQLite needs {shm} beside it, which only a user who may "
+            f"write {db.parent} ({_owned(db.parent)}) can create: run syncd as the store's owner"
+        )
+    return None
+
+
 def loose(db: Path) -> list[Path]:
     """The store's files that users other than its owner may read or write."""
     out = []

@@ -84,7 +84,10 @@ class Store:
                 f"the store {self.path} cannot be opened by {access.user_name(os.geteuid())}: {exc.strerror} ({exc.filename})"
             ) from None
         except sqlite3.DatabaseError as exc:
-            problem = (access.read_problem(self.path) if readonly else access.write_problem(self.path))
+            if readonly:
+                problem = access.read_problem(self.path) or access.wal_read_problem(self.path)
+            else:
+                problem = access.write_problem(self.path)
             if problem:
                 raise access.StoreAccessError(problem) from None
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None

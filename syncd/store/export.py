@@ -68,21 +68,22 @@ def export_sqlite(store: Store, target: str, *, since: datetime | None = None, s
                 with db.atomic():
                     _create(db)
                     for cycle, entries in _cycles(store, since, status):
-                        db["cycles"].insert(cycle)
-                        db["entries"].insert_all(_counting(entries, counted), batch_size=500)
+                        db.table("cycles").insert(cycle)
+                        db.table("entries").insert_all(_counting(entries, counted), batch_size=500)
                         counted["cycles"] += 1
-                    db["export"].insert_all([
+                    info: list[dict[str, Any]] = [
                         {"key": "format", "value": "syncd-reports-export"},
                         {"key": "exported_at", "value": datetime.now(UTC).isoformat(timespec="seconds")},
                         {"key": "store", "value": str(store.path)},
                         {"key": "syncd_version", "value": _version()},
                         {"key": "since", "value": since.isoformat() if since else None},
                         {"key": "status", "value": status},
-                    ])
+                    ]
+                    db.table("export").insert_all(info)
             finally:
                 if own:
                     c.execute("COMMIT")
-            db["entries"].enable_fts(FTS_COLUMNS, create_triggers=False, tokenize="porter")
+            db.table("entries").enable_fts(FTS_COLUMNS, create_triggers=False, tokenize="porter")
             db.execute("VACUUM")
         finally:
             db.close()

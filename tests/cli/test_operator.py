@@ -216,6 +216,11 @@ def test_a_store_the_user_cannot_read_names_its_owner(shared_dir: Path) -> None:
     assert r.code == 2 and f"the store {store} is not readable by user nobody (owned by root, mode 0600)" in r.err, r
     r = run_as_nobody("check-config", "--config", str(config))
     assert r.code == 2 and "store.path:" in r.err and "not writable by user nobody" in r.err, r
+    store.chmod(0o644)  # readable, but reading a WAL store needs a -shm file nobody may create here
+    for sibling in (Path(f"{store}-wal"), Path(f"{store}-shm")):
+        sibling.unlink(missing_ok=True)
+    r = run_as_nobody("users", "list", "--config", str(config))
+    assert r.code == 2 and f"SQLite needs {store}-shm beside it" in r.err and "Traceback" not in r.err, r
 
 
 @needs_root
