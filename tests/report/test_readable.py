@@ -49,8 +49,9 @@ def test_html_numbers_rows_once_per_cycle_and_keeps_words_whole(env: Env) -> Non
     assert page.count("20261203T023232Z-354eef5a") == 2 + 3  # the title and heading, and each row's anchor id only
     cells = re.findall(r'<td class="nowrap">(success)</td>', page)
     assert len(cells) == 3  # the status column never breaks
-    assert "td.nowrap,th{white-space:nowrap}" in page and "word-break:break-word" not in page
+    assert "td.nowrap{white-space:nowrap" in page and "table-layout:fixed" in page and "word-break:break-word" not in page
     assert 'id="20261203T023232Z-354eef5a:1"><td class="num">1</td>' in page
     assert "Phases:" not in page and "Phases: read" in env.cli("report", "--format", "html", "--verbose").out
     create_row = next(r for r in page.split("<tr ")[1:] if "margaret" in r)
     assert create_row.count(UPN) == 1 and "as named" in create_row
+    assert 'display_name: &quot;Margaret Hamilton&quot;' in create_row and "\u2192" not in create_row  # a value set, not "- ->"
