@@ -278,7 +278,8 @@ def parse(
     if ca_bundle is not None:
         ca_bundle = rel(ca_bundle)
         if read_credential and not os.access(ca_bundle, os.R_OK):
-            errors.append(f"entra.ca_bundle: {ca_bundle} cannot be read")
+            why = "does not exist" if not os.path.exists(ca_bundle) else "cannot be read by this user"
+            errors.append(f"entra.ca_bundle: {ca_bundle} {why}")
     if errors or credential is None:
         raise ConfigError(*errors)
     entra_cfg = EntraConfig(
