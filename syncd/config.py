@@ -232,19 +232,32 @@ def load(cli_path: str | None = None, *, read_credential: bool = True) -> Config
 def parse(
     data: dict[str, Any], base_dir: Path | None = None, path: str | None = None, *, read_credential: bool = True
 ) -> Config:
-    """Validate a decoded TOML document. Relative file paths resolve against ``base_dir``."""
+    """Validate a decoded TOML document. Relative file paths resolve against ``base_dir``
+    (a credential file's against ``$CREDENTIALS_DIRECTORY`` first: ``credential_path``).
+
+    Every problem is collected and raised together, one line each, so a file is fixed in
+    one go. ``read_credential=False`` (commands that never talk to Graph) neither reads the
+    credential nor checks ``entra.ca_bundle``.
+    """
+    errors: list[str] = []
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
+            errors.append(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
+            continue
         if not isinstance(content, dict):
-            raise ConfigError(f"{section}: expected a [{section}] table")
+            errors.append(f"{section}: expected a [{section}] table")
+            continue
         values[section] = {}
         for key, value in content.items():
             full = f"{section}.{key}"
             if key not in SCHEMA[section]:
-                raise ConfigError(f"{full}: unknown key (known in [{section}]: {', '.join(SCHEMA[section])})")
-            values[section][key] = SCHEMA[section][key](full, value)
+                errors.append(f"{full}: unknown key (known in [{section}]: {', '.join(SCHEMA[section])})")
+                continue
+            try:
+                values[section][key] = SCHEMA[section][key](full, value)
+            except ConfigError as exc:
+                errors.extend(exc.lines)
 
     def rel(p: str) -> str:
         q = Path(p).expanduser()
@@ -252,16 +265,23 @@ def parse(
 
     entra = values.get("entra", {})
     for key in ("tenant_id", "client_id", "service_principal_id"):
-        if key not in entra:
-            raise ConfigError(f"entra.{key}: missing (required)")
+        if key not in entra and f"entra.{key}" not in " ".join(errors):
+            errors.append(f"entra.{key}: missing (required)")
     warnings: list[str] = []
-    credential = _credential(entra, rel, warnings, read_credential)
+    credential = None
+    try:
+        credential = _credential(entra, base_dir, warnings, read_credential)
+    except ConfigError as exc:
+        errors.extend(exc.lines)
     cloud = entra.get("cloud", "global")
     ca_bundle = entra.get("ca_bundle")
     if ca_bundle is not None:
         ca_bundle = rel(ca_bundle)
-        if not os.access(ca_bundle, os.R_OK):
-            raise ConfigError(f"entra.ca_bundle: {ca_bundle} cannot be read")
+        if read_credential and not os.access(ca_bundle, os.R_OK):
+            why = "does not exist" if not os.path.exists(ca_bundle) else "cannot be read by this user"
+            errors.append(f"entra.ca_bundle: {ca_bundle} {why}")
+    if errors or credential is None:
+        raise ConfigError(*errors)
     entra_cfg = EntraConfig(
         tenant_id=entra["tenant_id"].strip(),
         client_id=entra["client_id"].strip(),
@@ -292,7 +312,47 @@ def parse(
     )
 
 
-def _credential(entra: dict[str, Any], rel, warnings: list[str], read: bool = True) -> Credential:
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+
+
+def credential_path(value: str, base_dir: Path | None = None) -> str:
+    """Where a secret file named in the configuration is (``client_secret_file``, and any
+    other key naming a credential file).
+
+    An absolute path is itself. A relative one names a systemd credential: inside a unit
+    with ``LoadCredential=`` (``$CREDENTIALS_DIRECTORY`` set) it is that directory's file,
+    so the daemon, the timer's unit and a template instance share one configuration; outside
+    a unit it is the file beside the configuration, the very file ``LoadCredential=`` loads
+    from (``client_secret_file = "client-secret"`` -> /etc/syncd/client-secret), so checks
+    run by hand read what the service will read.
+    """
+    q = Path(value).expanduser()
+    if q.is_absolute():
+        return str(q)
+    credentials = os.environ.get(CREDENTIALS_DIRECTORY)
+    if credentials:
+        return str(Path(credentials) / q)
+    return str(q if base_dir is None else base_dir / q)
+
+
+def _credential_hint(key: str, value: str, path: str) -> str:
+    """Why a credential file is missing, when the layout explains it."""
+    credentials = os.environ.get(CREDENTIALS_DIRECTORY)
+    if not Path(value).expanduser().is_absolute() and credentials:
+        return (
+            f"{key}: {Path(value).name} is not among the unit's credentials ({credentials}): "
+            f"add LoadCredential={Path(value).name}:/etc/syncd/{Path(value).name} to the unit"
+        )
+    if path.startswith("/run/credentials/"):
+        return (
+            f"{key}: {path} does not exist: systemd creates it only while its unit runs; "
+            f'name the credential instead ({key.split(".")[-1]} = "{Path(path).name}"), which resolves '
+            "in $CREDENTIALS_DIRECTORY inside a unit and beside the configuration file outside one"
+        )
+    return f"{key}: {path} does not exist"
+
+
+def _credential(entra: dict[str, Any], base_dir: Path | None, warnings: list[str], read: bool = True) -> Credential:
     given = [k for k in ("client_secret_file", "client_certificate_file", "client_secret") if k in entra]
     env_secret = os.environ.get("SYNCD_CLIENT_SECRET")
     if len(given) > 1:
@@ -307,7 +367,7 @@ def _credential(entra: dict[str, Any], rel, warnings: list[str], read: bool = Tr
     key = given[0]
     if not read and key != "client_secret":
         kind = "certificate" if key == "client_certificate_file" else "secret"
-        path = rel(entra[key])
+        path = credential_path(entra[key], base_dir)
         return Credential(kind, f"entra.{key} {path}", certificate_file=path if kind == "certificate" else None)
     if key == "client_secret":
         warnings.append(
@@ -315,8 +375,8 @@ def _credential(entra: dict[str, Any], rel, warnings: list[str], read: bool = Tr
             "entra.client_secret_file (systemd LoadCredential=)"
         )
         return Credential("secret", "entra.client_secret", secret=entra[key])
-    path = rel(entra[key])
-    content = _read_private(f"entra.{key}", path, warnings)
+    path = credential_path(entra[key], base_dir)
+    content = read_credential_file(f"entra.{key}", entra[key], path, warnings)
     if key == "client_secret_file":
         secret = _strip_newline(content.decode("utf-8", errors="replace"))
         if not secret:
@@ -330,12 +390,14 @@ def _credential(entra: dict[str, Any], rel, warnings: list[str], read: bool = Tr
     return Credential("certificate", f"entra.client_certificate_file {path}", certificate_pem=content, certificate_file=path)
 
 
-def _read_private(key: str, path: str, warnings: list[str]) -> bytes:
+def read_credential_file(key: str, value: str, path: str, warnings: list[str]) -> bytes:
+    """The bytes of the credential file ``key = value`` resolved to ``path`` (``credential_path``);
+    a missing or unreadable one is a ConfigError naming the key, a loose mode a warning."""
     try:
         st = os.stat(path)
         content = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{key}: {path} does not exist") from None
+        raise ConfigError(_credential_hint(key, value, path)) from None
     except OSError as exc:
         raise ConfigError(f"{key}: {path} cannot be read ({exc.strerror}): check its owner and mode") from None
     if st.st_mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH):
@@ -351,7 +413,7 @@ def _strip_newline(secret: str) -> str:
 
 
 def describe(config: Config) -> dict[str, Any]:
-    """What the configuration resolved to, for ``check-config``: never a secret's value."""
+    """What the configuration resolved to, for ``check-config --json``: never a secret's value."""
     e = config.entra
     return {
         "path": config.path,
@@ -376,5 +438,85 @@ def describe(config: Config) -> dict[str, Any]:
         "audit": {"retention_days": config.retention_days},
         "log": {"level": config.log_level, "format": config.log_format},
         "metrics": {"textfile": config.metrics_textfile},
-        "warnings": list(config.warnings),
+        "warnings": list(config.warnings) + placeholder_warnings(config),
     }
+
+
+# the ids config.example.toml ships with: a configuration still holding one was not filled in
+PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
+EXAMPLE_TENANT = "contoso.onmicrosoft.com"
+_WHERE = {
+    "tenant_id": "the Directory (tenant) ID on the app registration's Overview page",
+    "client_id": "the Application (client) ID on the app registration's Overview page",
+    "service_principal_id": "the Object ID on the enterprise application's Overview page",
+}
+
+
+def placeholder_warnings(config: Config) -> list[str]:
+    """The ids still holding config.example.toml's placeholders (check-config, test-connection)."""
+    e = config.entra
+    out = []
+    for key in ("tenant_id", "client_id", "service_principal_id"):
+        value = getattr(e, key)
+        if value == PLACEHOLDER_GUID or (key == "tenant_id" and value.lower() == EXAMPLE_TENANT):
+            out.append(f"entra.{key} is still the placeholder {value!r} of config.example.toml: set it to {_WHERE[key]}")
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()  # a TOML local date
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    import json
+
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def as_toml(config: Config) -> str:
+    """What the configuration resolved to, as TOML one could paste back (defaults filled in,
+    relative paths resolved, the secret never shown; keys not set are comments)."""
+    e = config.entra
+    cred = e.credential
+    credential: list[tuple[str, Any]]
+    if cred.source.startswith("entra.client_secret_file ") or cred.source.startswith("entra.client_certificate_file "):
+        key, _, path = cred.source.partition(" ")
+        credential = [(key.removeprefix("entra."), path)]
+    elif cred.source == "entra.client_secret":
+        credential = [("# client_secret", "set in this file (not shown)")]
+    else:
+        credential = [("# credential", f"the client secret from {cred.source}")]
+    sections: dict[str, list[tuple[str, Any]]] = {
+        "entra": [
+            ("tenant_id", e.tenant_id), ("client_id", e.client_id), ("service_principal_id", e.service_principal_id),
+            *credential,
+            ("cloud", e.cloud), ("authority_host", e.authority_host), ("graph_endpoint", e.graph_endpoint),
+            ("ca_bundle", e.ca_bundle), ("client_secret_expires", e.client_secret_expires),
+        ],
+        "sync": [(k, getattr(config.sync, k)) for k in config.sync.__dataclass_fields__],
+        "mapping": [
+            ("email", config.mapping.email), ("admin_group_aliases", list(config.mapping.admin_group_aliases)),
+            ("max_group_name_length", config.mapping.max_group_name_length),
+        ],
+        "store": [("path", config.store_path)],
+        "audit": [("retention_days", config.retention_days)],
+        "log": [("level", config.log_level), ("format", config.log_format)],
+        "metrics": [("textfile", config.metrics_textfile)],
+    }
+    lines = [f"# configuration {config.path} is valid; as resolved:"]
+    for section, items in sections.items():
+        lines.append(f"\n[{section}]")
+        for key, value in items:
+            if key.startswith("#"):
+                lines.append(f"{key}: {value}")
+            elif value is None:
+                lines.append(f"# {key}: not set")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -3,22 +3,33 @@
 It starts the simulator (HTTPS on 127.0.0.1 with a throw-away CA), seeds the local directory
 with what an application has before sync is enabled (a local user who is also in Entra, a
 local admin, an open invite), runs a first cycle, changes the tenant, runs a second cycle,
-and prints both reports. The real msal, msgraph-sdk, planner and store do the work.
+and prints both reports, saying why each cycle ends as it does and which Entra groups were
+not provisioned. The real msal, msgraph-sdk, planner and store do the work.
+
+``--store DIR/NAME.db`` keeps the directory, with DIR/NAME.toml and DIR/NAME.secret beside
+it; it refuses to start when any of them exists (it never overwrites a file). Local commands
+work on the kept store after the simulator is gone (they need neither its CA nor its
+secret); `syncd simulator --demo --demo-changes` serves the same tenant again to sync on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import config as config_mod
 from .cycle import CycleOptions, run_cycle
+from .errors import UsageError
+from .report.model import CycleReport
 from .report.render import render_text
-from .simulator import Simulator
+from .simulator import Simulator, Tenant
 from .simulator.sample import apply_demo_changes, demo_tenant
+from .simulator.tomlwriter import to_toml
 from .store import local
 from .store.db import Store
 
@@ -28,23 +39,68 @@ def _say(text: str = "", as_json: bool = False) -> None:
         click.echo(text)
 
 
+def kept_files(store: Path) -> dict[str, Path]:
+    """What ``--store DIR/NAME.db`` writes: the store (and the files SQLite and the cycle
+    lock put beside it), the configuration and the secret."""
+    return {
+        "store": store,
+        "store's write-ahead log": Path(f"{store}-wal"),
+        "store's shared memory": Path(f"{store}-shm"),
+        "store's lock": Path(f"{store}.lock"),
+        "configuration": store.with_suffix(".toml"),
+        "secret": store.with_suffix(".secret"),
+    }
+
+
+def _refuse_existing(files: dict[str, Path]) -> None:
+    taken = [f"{p} ({what})" for what, p in files.items() if p.exists() or p.is_symlink()]
+    if taken:
+        raise UsageError(
+            f"--store: {', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}: the demo never overwrites "
+            "a file and starts from an empty directory; choose another --store NAME or DIR"
+        )
+
+
+def _write_new(path: Path, text: str) -> None:
+    """``text`` into a new file, mode 0600; an existing file (a race) is refused, never replaced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"--store: {path} already exists: the demo never overwrites a file") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
         keep = store_path is not None
         store = Path(store_path).resolve() if store_path is not None else Path(tmp) / "syncd.db"
-        if keep and store.exists():
-            raise click.UsageError(f"--store {store} already exists: the demo starts from an empty directory")
-        home = store.parent if keep else Path(tmp)
-        home.mkdir(parents=True, exist_ok=True)
+        files = kept_files(store)
+        if keep:
+            if store.suffix in (".toml", ".secret"):
+                raise UsageError(f"--store {store_path}: name the store's file, e.g. demo.db (its .toml and .secret go beside it)")
+            _refuse_existing(files)
+            store.parent.mkdir(parents=True, exist_ok=True)
         tenant = demo_tenant()
         with Simulator(tenant) as sim:
-            secret = sim.write_secret_file(str(home)) if keep else None
-            config_file = (home / f"{store.stem}.toml") if keep else Path(tmp) / "syncd.toml"
-            overrides: dict = {"log": {"level": "warning"}}
-            if secret:
-                overrides["entra"] = {"client_secret_file": secret}
-            config_file.write_text(sim.config_toml(str(store), **overrides))
-            config_file.chmod(0o600)
+            config_file = files["configuration"] if keep else Path(tmp) / "syncd.toml"
+            overrides: dict[str, Any] = {"log": {"level": "warning"}}
+            header = ""
+            if keep:
+                _write_new(files["secret"], tenant.client_secret)
+                overrides["entra"] = {"client_secret_file": str(files["secret"])}
+                header = (
+                    f"# written by `syncd demo --store {store_path}` for a simulated tenant that lived while the demo ran.\n"
+                    f"# Local commands work on the kept store: syncd --config {config_file} users list\n"
+                    "# To sync it again, serve the same tenant: syncd simulator --demo --demo-changes "
+                    f"--store {store} --write-config {store.with_name(store.stem + '-live.toml')}\n"
+                )
+            text = header + to_toml(sim.config_dict(str(store), **overrides))
+            if keep:
+                _write_new(config_file, text)
+            else:
+                config_file.write_text(text)
+                config_file.chmod(0o600)
             cfg = config_mod.load(str(config_file))
 
             _say(f"Simulated tenant {tenant.domain} at {sim.url}: {len(tenant.users)} users, {len(tenant.groups)} groups", as_json)
@@ -57,7 +113,8 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
 
             first = run_cycle(cfg, CycleOptions(command="syncd demo"))
             _say("== First cycle (initial, full read) ==", as_json)
-            _say(render_text(first) + "\n", as_json)
+            _say(render_text(first), as_json)
+            _say("\n" + _why(first, cfg.mapping.max_group_name_length) + "\n", as_json)
 
             _say("== Changes in Entra ID ==", as_json)
             for line in apply_demo_changes(tenant):
@@ -66,17 +123,73 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
 
             second = run_cycle(cfg, CycleOptions(command="syncd demo"))
             _say("== Second cycle (incremental, delta read) ==", as_json)
-            _say(render_text(second) + "\n", as_json)
+            _say(render_text(second), as_json)
+            _say("\n" + _why(second, cfg.mapping.max_group_name_length) + "\n", as_json)
 
-            with Store(str(store)) as s:
+            with Store(str(store), readonly=True) as s:
                 users = local.list_users(s)
                 groups = local.list_groups(s)
             active = sum(1 for u in users if u["status"] == "active")
             _say(f"Local directory now: {active} active users, {len(users) - active} deactivated, {len(groups)} groups", as_json)
             for g in groups:
                 _say(f"  {g['name']:<20} {'entra' if g['managed'] else 'local':<6} {len(g['members'])} members", as_json)
+            missing = _not_provisioned(tenant, groups, cfg.mapping.max_group_name_length)
+            if missing:
+                _say(f"Entra groups not in the local directory ({len(missing)} of {len(tenant.groups)}):", as_json)
+                for line in missing:
+                    _say(f"  {line}", as_json)
             if keep:
-                _say(f"\nKept: {store} (explore with: syncd --config {config_file} users list)", as_json)
+                _say(
+                    f"\nKept: {store}, its configuration {config_file} and secret {files['secret']}.\n"
+                    f"Explore it (no simulator needed): syncd --config {config_file} users list\n"
+                    "  ... status, groups list, reports, report latest --format html -o report.html, explain jane.doe@fabrikam.com\n"
+                    "Sync it again against the same simulated tenant, served until Ctrl-C:\n"
+                    f"  syncd simulator --demo --demo-changes --store {store} --write-config {store.with_name(store.stem + '-live.toml')}\n"
+                    f"  syncd --config {store.with_name(store.stem + '-live.toml')} sync   (in another terminal)",
+                    as_json,
+                )
             if as_json:
                 click.echo(json.dumps([first.document(), second.document()], ensure_ascii=False, indent=2))
     return 0 if second.status in ("succeeded", "partial") else 1
+
+
+def _why(report: CycleReport, limit: int) -> str:
+    """Why the cycle ended as it did, in words, for someone meeting syncd for the first time."""
+    if report.status == "succeeded":
+        return "Why succeeded: every planned change was applied."
+    if report.status == "partial":
+        skipped = [e["name"] for e in report.entries if e["action"] == "skip" and e["object_type"] == "group"]
+        if skipped:
+            names = ", ".join(repr(n) for n in skipped)
+            return (
+                f"Why partial: the demo tenant's group {names} is longer than mapping.max_group_name_length ({limit}), "
+                "on purpose: such a group is skipped with an error (its members are still provisioned), every cycle, "
+                "until it is renamed in Entra ID or the limit is raised. Everything else was applied (exit code 3)."
+            )
+        return "Why partial: some changes failed or were skipped with an error (see the errors above); the rest was applied."
+    if report.status == "held":
+        return "Why held: changes were held back (see the errors above); the rest was applied."
+    return "Why failed: reading Graph failed, so nothing was applied (see the error above)."
+
+
+def _not_provisioned(tenant: Tenant, local_groups: list[dict[str, Any]], limit: int) -> list[str]:
+    """Each Entra group with no local group, and why."""
+    linked = {g["entra_id"] for g in local_groups if g["entra_id"]}
+    assigned = tenant.assigned()
+    out = []
+    for gid, group in tenant.groups.items():
+        if gid in linked:
+            continue
+        if assigned.get(gid) == "Group" and len(group.name) > limit:
+            why = f"assigned, but its name has {len(group.name)} characters (over {limit}): skipped, members provisioned"
+        elif assigned.get(gid) == "Group":
+            why = "assigned, but not provisioned (see the report)"
+        else:
+            parents = [tenant.groups[p].name for p in tenant.groups_of(gid) if assigned.get(p) == "Group"]
+            why = (
+                f"not assigned to the application; nested in {', '.join(parents)}, whose direct members only count "
+                "(sync.group_members = \"transitive\" takes nested members too)"
+                if parents else "not assigned to the application (a group unassigned later is removed locally)"
+            )
+        out.append(f"{group.name:<30} {why}")
+    return out

@@ -17,7 +17,13 @@ class SyncdError(Exception):
 
 
 class ConfigError(SyncdError):
+    """One or more problems in the configuration, each naming its key (``lines``)."""
+
     exit_code = EXIT_USAGE
+
+    def __init__(self, *lines: str):
+        super().__init__("; ".join(lines))
+        self.lines = list(lines)
 
 
 class UsageError(SyncdError):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .errors import LockHeld
 
@@ -27,11 +28,26 @@ def _holder(fd: int) -> str:
         return "another syncd process"
 
 
+def _open(path: str) -> int:
+    """The lock file, created 0600 (for the store directory's owner when root creates it)."""
+    from .store import access
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        created = not os.path.exists(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError as exc:
+        problem = access.write_problem(Path(path[: -len(".lock")]))
+        raise access.StoreAccessError(problem or f"the lock file {path} cannot be opened: {exc.strerror}") from None
+    if created:
+        access.give_to_directory_owner(Path(path))
+    return fd
+
+
 @contextmanager
 def cycle_lock(store_path: str, *, wait: float = 0, command: str = "syncd sync") -> Iterator[None]:
     path = f"{store_path}.lock"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open(path)
     try:
         deadline = time.monotonic() + max(wait, 0)
         while True:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from .model import CycleReport
 
 
-def render(report: CycleReport, fmt: str) -> str:
+def render(report: CycleReport, fmt: str, *, verbose: bool = False) -> str:
+    """``verbose``: text and html also give the time each phase took (json and csv always hold it)."""
     if fmt == "json":
         return render_json(report)
     if fmt == "csv":
@@ -20,8 +21,8 @@ def render(report: CycleReport, fmt: str) -> str:
     if fmt == "html":
         from .html import render_html
 
-        return render_html(report)
-    return render_text(report)
+        return render_html(report, verbose=verbose)
+    return render_text(report, verbose=verbose)
 
 
 def render_json(report: CycleReport) -> str:
@@ -58,25 +59,55 @@ def render_text_summary(report: CycleReport) -> str:
     return "\n".join(lines)
 
 
-def render_text(report: CycleReport) -> str:
+# the widest a text report's ACTION, TYPE, STATUS and NAME columns grow; longer values are cut with "…"
+COLUMN_MAX = 48
+
+
+def render_text(report: CycleReport, *, verbose: bool = False) -> str:
     out = [render_text_summary(report)]
-    if report.phases:
+    if report.phases and verbose:
         out.append("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.ordered_phases()))
     if report.entries:
         rows = [
-            (
-                e["action"], e["object_type"], e["status"], _one_line(e["name"]),
-                _one_line("; ".join(f"{k}: {_short(v['old'])} -> {_short(v['new'])}" for k, v in e["modified"].items()) or e["reason"]),
-            )
+            (e["action"], e["object_type"], e["status"], _one_line(e["name"]), _one_line(detail(e)))
             for e in report.entries
         ]
         headers = ("ACTION", "TYPE", "STATUS", "NAME", "DETAIL")
-        widths = [min(max([len(h)] + [len(r[i]) for r in rows]), 48) for i, h in enumerate(headers[:-1])]
+        widths = [min(max([len(h)] + [len(r[i]) for r in rows]), COLUMN_MAX) for i, h in enumerate(headers[:-1])]
         out.append("")
         out.append("  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0], strict=True)).rstrip())
         for r in rows:
-            out.append("  ".join(v[:w].ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+            out.append(("  ".join(_cut(v, w).ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
     return "\n".join(out)
+
+
+def _cut(value: str, width: int) -> str:
+    """``value`` in ``width`` characters; one that does not fit ends with an ellipsis."""
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def detail(entry: dict) -> str:
+    """What an entry changed, in one line, for people: ``prop: old -> new`` for a change,
+    ``prop: value`` for a value it sets where there was none; values equal to the entry's
+    name (a new user's user_name and email are its UPN) are said once, not repeated; without
+    modifications, the entry's reason."""
+    modified = entry.get("modified") or {}
+    if not modified:
+        return str(entry.get("reason") or "")
+    name = entry.get("name")
+    parts: list[str] = []
+    as_name: list[str] = []
+    for prop, change in modified.items():
+        old, new = change.get("old"), change.get("new")
+        if old is None and new is not None and name is not None and new == name:
+            as_name.append(prop)
+        elif old is None:
+            parts.append(f"{prop}: {_short(new)}")
+        else:
+            parts.append(f"{prop}: {_short(old)} -> {_short(new)}")
+    if as_name:
+        parts.append(f"{', '.join(as_name)}: as named")
+    return "; ".join(parts)
 
 
 # C0/C1 control characters (ESC starts terminal escape sequences): shown, never sent raw

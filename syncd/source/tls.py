@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import os
 import ssl
 import urllib.request
@@ -111,16 +112,34 @@ def requests_adapter(ctx: ssl.SSLContext) -> Any:
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (HTTPS_PROXY / NO_PROXY), if any.
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / ALL_PROXY, NO_PROXY), if any.
 
     ``trust_env=False`` switches off the env CA overrides *and* env proxies; we want the
-    first off but the second on, so proxies are resolved here and passed explicitly.
+    first off but the second on, so proxies are resolved here and passed explicitly, for
+    msal's session and the Graph client alike. A loopback host (127.0.0.0/8, ::1,
+    localhost: the simulator, a local test tenant) never goes through a proxy, whatever
+    NO_PROXY says: a proxy elsewhere cannot reach this machine's loopback.
     """
-    host = urlparse(url).hostname or ""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if is_loopback(host):
+        return None
     proxies = urllib.request.getproxies_environment()
     if not proxies or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
         return None
+    if parsed.scheme == "http":
+        return proxies.get("http") or proxies.get("all")
     return proxies.get("https") or proxies.get("all")
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_certificate_failure(exc: BaseException) -> bool:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from ..errors import SyncdError
 from ..model import (
@@ -31,7 +32,8 @@ from ..model import (
     unknown_group,
     unknown_user,
 )
-from .schema import migrate
+from . import access
+from .schema import SCHEMA_VERSION, check_version, migrate, schema_version
 from .staging import Fold, StagedRead
 
 
@@ -60,41 +62,96 @@ def _private_file(path: Path) -> None:
             fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
         except FileExistsError:
-            pass
+            continue
+        access.give_to_directory_owner(p)
 
 
 class Store:
-    def __init__(self, path: str, *, create: bool = True, readonly: bool = False):
+    """The store at ``path``.
+
+    ``create``: a missing store is created (a cycle, the daemon, the ``add`` commands);
+    otherwise it is refused. ``readonly``: for the commands that only look (status, lists,
+    reports, explain, audit verify): a missing store is refused, nothing is created,
+    migrated or seeded, and a store that needs a migration is refused with what to run.
+    Files readable by others are tightened to 0600 by a writer, and warned about by a
+    reader (``warnings``). A store this user cannot use is one line naming the path, the
+    user and the owner (``access.StoreAccessError``, exit 2).
+    """
+
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False, origin: str | None = None):
         self.path = Path(path)
-        if not self.path.exists():
-            if not create or readonly:
-                raise StoreError(f"no store at {path}: run `syncd sync` first (or check store.path)")
-            _private_file(self.path)
+        self.warnings: list[str] = []
         try:
-            if readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA foreign_keys = ON")
-            require_json(conn)
-            if not readonly:
-                # (a new store's page size; an existing one keeps its own) a full cycle
-                # writes tens of MB in one commit, one WAL frame per page: 16 KB pages
-                # write a quarter of the frames (100k users: commit ~0.25 -> ~0.2 s)
-                conn.execute("PRAGMA page_size = 16384")
-                conn.execute("PRAGMA journal_mode = WAL")
-                # a committed cycle (and its report) must survive a crash of the host, not just the process
-                conn.execute("PRAGMA synchronous = FULL")
-                # a full cycle inserts ~100k rows keyed by random GUIDs into several indexes: with
-                # SQLite's default 2 MB page cache most inserts evict and re-read pages (measured:
-                # 100k mirror rows 3.2 s -> 1.8 s with 32 MB; BENCHMARKS.md). Pages are only
-                # allocated when used, so small stores stay small.
-                conn.execute("PRAGMA cache_size = -32768")
-                migrate(conn)
-                self._ensure_administrators(conn)
+            conn = self._open_readonly(origin) if readonly else self._open_writable(create, origin)
+        except PermissionError as exc:  # (what os.access could not foresee: an immutable file, an LSM)
+            raise access.StoreAccessError(
+                f"the store {self.path} cannot be opened by {access.user_name(os.geteuid())}: {exc.strerror} ({exc.filename})"
+            ) from None
         except sqlite3.DatabaseError as exc:
+            if readonly:
+                problem = access.read_problem(self.path) or access.wal_read_problem(self.path)
+            else:
+                problem = access.write_problem(self.path)
+            if problem:
+                raise access.StoreAccessError(problem) from None
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None
         self.conn = conn
+
+    def _open_writable(self, create: bool, origin: str | None) -> sqlite3.Connection:
+        problem = access.write_problem(self.path)
+        if problem:
+            raise access.StoreAccessError(problem)
+        if not self.path.exists():
+            if not create:
+                raise access.StoreAccessError(access.read_problem(self.path, origin) or f"no store at {self.path}")
+            _private_file(self.path)
+        access.tighten(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            require_json(conn)
+            # (a new store's page size; an existing one keeps its own) a full cycle
+            # writes tens of MB in one commit, one WAL frame per page: 16 KB pages
+            # write a quarter of the frames (100k users: commit ~0.25 -> ~0.2 s)
+            conn.execute("PRAGMA page_size = 16384")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # a committed cycle (and its report) must survive a crash of the host, not just the process
+            conn.execute("PRAGMA synchronous = FULL")
+            # a full cycle inserts ~100k rows keyed by random GUIDs into several indexes: with
+            # SQLite's default 2 MB page cache most inserts evict and re-read pages (measured:
+            # 100k mirror rows 3.2 s -> 1.8 s with 32 MB; BENCHMARKS.md). Pages are only
+            # allocated when used, so small stores stay small.
+            conn.execute("PRAGMA cache_size = -32768")
+            migrate(conn, self.path)
+            self._ensure_administrators(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_readonly(self, origin: str | None) -> sqlite3.Connection:
+        problem = access.read_problem(self.path, origin)
+        if problem:
+            raise access.StoreAccessError(problem)
+        loose = access.loose(self.path)
+        if loose:
+            self.warnings.append(access.loose_warning(loose))
+        conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            require_json(conn)
+            version = schema_version(conn)
+            check_version(version, self.path)
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self.path} was written by an older syncd (schema {version}, this one uses "
+                    f"{SCHEMA_VERSION}) and is upgraded by the first command that writes: run a cycle "
+                    "(`syncd sync`, or `syncd sync --dry-run`), then this command again"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def close(self) -> None:
         self.conn.close()

@@ -211,3 +211,36 @@ def add_invite(store: Store, email: str) -> dict[str, Any]:
         cur = store.conn.execute("INSERT INTO invites (email, status, created_at, updated_at) VALUES (?, 'open', ?, ?)", (email, now, now))
         _changed(store)
     return {"id": cur.lastrowid, "email": email, "status": "open", "created_at": now}
+
+
+def entra_id_for_user(store: Store, ref: str) -> str | None:
+    """The Entra object id a USER reference names (`sync --user`), where the store knows it.
+
+    A local id, a user_name or an email of a linked local user gives its Entra id; so does a
+    user of the mirror of Entra found by UPN, mail, or the user_name syncd gives a B2B guest
+    (``alias@theirdomain.com`` for ``alias_theirdomain.com#EXT#@tenant``). None when the
+    store does not know it: Graph is then asked for ``ref`` as an id or UPN.
+    """
+    ref = ref.strip()
+    c = store.conn
+    if ref.isdigit():
+        row = c.execute("SELECT entra_id FROM users WHERE id = ?", (int(ref),)).fetchone()
+        if row and row[0]:
+            return str(row[0])
+    for sql in (
+        "SELECT entra_id FROM users WHERE entra_id = ? COLLATE NOCASE",
+        "SELECT entra_id FROM users WHERE user_name = ? COLLATE NOCASE AND entra_id IS NOT NULL ORDER BY status = 'active' DESC, id",
+        "SELECT entra_id FROM users WHERE email = ? COLLATE NOCASE AND entra_id IS NOT NULL ORDER BY status = 'active' DESC, id",
+        "SELECT id FROM entra_users WHERE upn = ? COLLATE NOCASE",
+        "SELECT id FROM entra_users WHERE mail = ? COLLATE NOCASE",
+    ):
+        row = c.execute(sql, (ref,)).fetchone()
+        if row and row[0]:
+            return str(row[0])
+    alias, at, domain = ref.rpartition("@")
+    if at and alias and domain:
+        pattern = (alias + "_" + domain).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "#EXT#@%"
+        row = c.execute("SELECT id FROM entra_users WHERE upn LIKE ? ESCAPE '\\'", (pattern,)).fetchone()
+        if row:
+            return str(row[0])
+    return None

@@ -2,6 +2,13 @@
 
 ``MIGRATIONS[n]`` takes a store from version n to n+1; ``PRAGMA user_version`` records where a
 store is. A store made by a newer syncd is refused rather than guessed at.
+
+A step is a script of statements, or a function given the connection. Every pending step
+runs in one transaction with foreign keys off (SQLite's procedure for changing a schema:
+the keys are checked before the commit), so a step may rebuild a table the way ALTER TABLE
+cannot: ``database(conn)[table].transform(types=..., rename=..., drop=..., not_null=...)``
+(sqlite-utils, over the same connection and inside the same transaction). sqlite-utils is
+imported only when a store has a step pending, never by a cycle or a read-only command.
 """
 
 from __future__ import annotations
@@ -173,27 +180,56 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(version: int, path: object) -> None:
     if version > SCHEMA_VERSION:
         raise SyncdError(
-            f"the store was written by a newer syncd (schema {version}, this one knows {SCHEMA_VERSION}): "
+            f"the store {path} was written by a newer syncd (schema {version}, this one knows {SCHEMA_VERSION}): "
             "upgrade syncd"
         )
-    for n in range(version, SCHEMA_VERSION):
+
+
+def database(conn: sqlite3.Connection):  # -> sqlite_utils.Database
+    """sqlite-utils over ``conn`` (for migration steps: ``Table.transform()`` and friends)."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+
+
+def migrate(conn: sqlite3.Connection, path: object = "") -> int:
+    """Bring the store to ``SCHEMA_VERSION``; returns how many steps ran (0: nothing pending)."""
+    version = schema_version(conn)
+    check_version(version, path)
+    if version == SCHEMA_VERSION:
+        return 0
+    db = database(conn)  # (imported here: only a store with a step pending pays for it)
+    conn.execute("PRAGMA foreign_keys = OFF")  # (a no-op inside a transaction: set before it)
+    try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            step = MIGRATIONS[n]
-            if callable(step):
-                step(conn)
-            else:
-                for statement in _statements(step):
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {n + 1}")
+            version = schema_version(conn)  # (another process may have migrated meanwhile)
+            for n in range(version, SCHEMA_VERSION):
+                step = MIGRATIONS[n]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in _statements(step):
+                        db.execute(statement)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise SyncdError(f"migrating the store {path} would break {len(broken)} reference(s) (first: {broken[0]}): nothing changed")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return SCHEMA_VERSION - version
 
 
 def _statements(script: str) -> list[str]:

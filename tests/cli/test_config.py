@@ -136,6 +136,7 @@ def test_clouds_set_hosts_and_overrides_win(tmp_path: Path) -> None:
 def test_commands_that_do_not_talk_to_graph_work_without_the_secret(tmp_path: Path) -> None:
     """With systemd LoadCredential= the secret exists only while the service runs."""
     path = write(tmp_path, GOOD_ENTRA + f'client_secret_file = "{tmp_path}/absent"\n[store]\npath = "{tmp_path}/s.db"\n')
+    assert run_syncd("users", "add", "ada@example.com", "--config", str(path)).code == 0  # (creates the store)
     for args in (["status"], ["users", "list"], ["groups", "list", "--json"], ["reports"]):
         result = run_syncd(*args, "--config", str(path))
         assert result.code == 0, (args, result)

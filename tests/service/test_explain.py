@@ -147,5 +147,9 @@ def test_cli_text_and_json(env_ids):
 
 def test_before_any_cycle(env):
     r = env.cli("explain", "ada@contoso.onmicrosoft.com")
+    assert r.code == 2 and "no store at" in r.err and "syncd sync" in r.err, r  # nothing to explain from
+    assert not env.store_path.parent.exists()
+    assert env.cli("users", "add", "bob@example.com").code == 0  # a store, and still no cycle
+    r = env.cli("explain", "ada@contoso.onmicrosoft.com")
     assert r.code == 0, r
     assert "no cycle has completed yet" in r.out

@@ -56,6 +56,7 @@ def _pem(tmp_path, days: int):
 def test_status_warns_before_the_certificate_expires(env, tmp_path):
     path, cert = _pem(tmp_path, 12)
     env.configure(entra={"client_secret_file": None, "client_certificate_file": str(path)})
+    assert env.cli("users", "add", "x@example.com").code == 0  # (a store, no cycle needed)
     st = env.json("status")
     expected = cert.not_valid_after_utc.date().isoformat()
     assert any(f"client certificate expires on {expected}" in w for w in st["warnings"]), st["warnings"]
@@ -64,6 +65,7 @@ def test_status_warns_before_the_certificate_expires(env, tmp_path):
 def test_status_quiet_for_a_certificate_far_from_expiry(env, tmp_path):
     path, _ = _pem(tmp_path, 365)
     env.configure(entra={"client_secret_file": None, "client_certificate_file": str(path)})
+    assert env.cli("users", "add", "x@example.com").code == 0
     assert not any("certificate" in w for w in env.json("status")["warnings"])
 
 
