@@ -40,6 +40,7 @@ class Batch:
     """Outcomes to write together: links and values, members, failures."""
 
     users: dict[int, UserRow] = field(default_factory=dict)
+    users_gone: set[int] = field(default_factory=set)  # links to objects the application no longer has
     groups: dict[int, GroupRow] = field(default_factory=dict)
     groups_gone: set[int] = field(default_factory=set)
     members_added: set[tuple[int, int]] = field(default_factory=set)  # (group id, user id)
@@ -48,7 +49,7 @@ class Batch:
     failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, error)
 
     def __bool__(self) -> bool:
-        return any((self.users, self.groups, self.groups_gone, self.members_added, self.members_removed,
+        return any((self.users, self.users_gone, self.groups, self.groups_gone, self.members_added, self.members_removed,
                     self.succeeded, self.failed))
 
 
@@ -86,6 +87,8 @@ def commit(conn: sqlite3.Connection, app: str, batch: Batch, *, push: int, now: 
     if not batch:
         return
     with _transaction(conn):
+        conn.executemany("DELETE FROM app_users WHERE app = ? AND user_id = ?", ((app, u) for u in batch.users_gone))
+        conn.executemany("DELETE FROM app_members WHERE app = ? AND user_id = ?", ((app, u) for u in batch.users_gone))
         conn.executemany(
             "INSERT OR REPLACE INTO app_users (app, user_id, app_id, user_name, display_name, email, active, external_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
