@@ -241,6 +241,12 @@ class AppView:
                                         "Operations": list(operations)})
         r.raise_for_status()
 
+    def edit(self, path: str, **changes: Any) -> None:
+        """A change by hand: read, change, PUT back (every configuration serves PUT)."""
+        current = self.http.get(path).json()
+        body = {k: v for k, v in current.items() if k not in ("id", "meta")} | changes
+        self.http.put(path, json=body).raise_for_status()
+
     def state(self) -> tuple[dict[str, tuple], dict[str, set[str]]]:
         """Users by lower userName -> (userName, displayName, email, active, externalId); groups by
         displayName -> member userNames (lower). Duplicates fail here."""
