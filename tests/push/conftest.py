@@ -56,18 +56,20 @@ from syncd.push.scim import Options
 from syncd.store.db import Store
 from tests.push.proxy import FaultProxy
 
-TOKEN = "scim-test-token-" + secrets.token_hex(12)
+# (a push run as its own process, test_kill.py, is handed the token of the servers it talks to)
+TOKEN = os.environ.get("SYNCD_TEST_SCIM_TOKEN") or "scim-test-token-" + secrets.token_hex(12)
 FLAVOURS = ("bulk", "patch", "put")
 FAST = Options(timeout_s=3.0, connect_timeout_s=2.0, max_attempts=5, backoff_base_s=0.02, backoff_max_s=0.2,
                budget_s=60.0, page_size=50)
 
 
 def _spc(flavour: str) -> dict[str, Any]:
-    bulk = flavour == "bulk"
+    bulk = flavour.startswith("bulk")
+    max_operations = int(flavour[4:] or 1000) if bulk else 0  # "bulk50": Bulk of 50 operations at most
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": {"supported": flavour != "put"},
-        "bulk": {"supported": bulk, "maxOperations": 1000 if bulk else 0, "maxPayloadSize": 1048576 if bulk else 0},
+        "bulk": {"supported": bulk, "maxOperations": max_operations, "maxPayloadSize": 1048576 if bulk else 0},
         "filter": {"supported": True, "maxResults": 1000},
         "changePassword": {"supported": False},
         "sort": {"supported": True},
