@@ -493,12 +493,12 @@ class _Push:
             app_id = self.state.users[op.local_id].app_id
             if not self.caps.patch:
                 return [_Req("PUT", f"Users/{app_id}", user_body(op.user), op, put=True)]
-            body = {"schemas": [PATCH_OP], "Operations": [_replace(a, getattr(op.user, a)) for a in op.changed]}
-            return [_Req("PATCH", f"Users/{app_id}", body, op)]
+            patch = {"schemas": [PATCH_OP], "Operations": [_replace(a, getattr(op.user, a)) for a in op.changed]}
+            return [_Req("PATCH", f"Users/{app_id}", patch, op)]
         if op.kind == "create_group":
             assert op.group is not None
             sent = tuple(sorted(m for m in op.group.members if m in ids))
-            body = {"schemas": [GROUP_SCHEMA], "displayName": op.group.display_name}
+            body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "displayName": op.group.display_name}
             if op.group.external_id is not None:
                 body["externalId"] = op.group.external_id
             if sent:
@@ -512,7 +512,7 @@ class _Push:
         add = tuple(m for m in op.add if m in ids)
         if not self.caps.patch:
             return [_Req("PUT", f"Groups/{app_id}", None, op, add=add, remove=op.remove, put=True)]
-        attrs = []
+        attrs: list[dict[str, Any]] = []
         if "display_name" in op.changed:
             attrs.append({"op": "replace", "path": "displayName", "value": op.group.display_name})
         if "external_id" in op.changed:
@@ -583,7 +583,8 @@ class _Push:
         assert self.client is not None
         try:
             if req.put:
-                return self._put(req)
+                self._put(req)
+                return None
             response = self.client.request(req.method, req.path, body=req.body, create=req.create)
         except Unknown as exc:
             raise _Relink(str(exc)) from None
@@ -868,4 +869,4 @@ def _best(candidates: list[dict[str, Any]], attr: str, name: str, taken: set[str
     """The match for ``name``: same case first, never an object already linked to another."""
     free = [c for c in candidates if c.get("id") and str(c["id"]) not in taken]
     exact = [c for c in free if c.get(attr) == name]
-    return (exact or free or [None])[0]
+    return exact[0] if exact else free[0] if free else None

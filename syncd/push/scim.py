@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
 from ..config import ScimApp
 
@@ -106,8 +107,8 @@ class Capabilities:
             part = doc.get(name)
             return bool(isinstance(part, dict) and part.get("supported"))
 
-        bulk = doc.get("bulk") if isinstance(doc.get("bulk"), dict) else {}
-        flt = doc.get("filter") if isinstance(doc.get("filter"), dict) else {}
+        bulk: dict[str, Any] = doc["bulk"] if isinstance(doc.get("bulk"), dict) else {}
+        flt: dict[str, Any] = doc["filter"] if isinstance(doc.get("filter"), dict) else {}
         return cls(
             patch=supported("patch"),
             bulk=supported("bulk") and int(bulk.get("maxOperations") or 0) > 0,
@@ -117,6 +118,16 @@ class Capabilities:
             filter_max_results=int(flt["maxResults"]) if flt.get("maxResults") else None,
             etag=supported("etag"),
         )
+
+
+class _Stop(stop_base):
+    """A tenacity stop condition from a function of the retry state."""
+
+    def __init__(self, check: Callable[[RetryCallState], bool]) -> None:
+        self._check = check
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._check(retry_state)
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -255,7 +266,7 @@ class ScimClient:
             raise ScimError(message, status, scim_type)
 
         retrying = Retrying(
-            stop=stop_any(stop_after_attempt(self.options.max_attempts), self._out_of_time),
+            stop=stop_any(stop_after_attempt(self.options.max_attempts), _Stop(self._out_of_time)),
             wait=self._wait,
             retry=retry_if_exception(lambda e: isinstance(e, _Retry)),
             sleep=self._sleep,
