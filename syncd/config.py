@@ -7,6 +7,7 @@ line and exits 2.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,25 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
+class ScimApp:
+    """One ``[[scim]]`` application (SPEC §7). ``token`` is the bearer token, never shown."""
+
+    name: str
+    base_url: str
+    token_file: str
+    deactivation_threshold: int
+    token: str | None = field(default=None, repr=False, compare=False)
+    token_expires: date | None = None
+    ca_bundle: str | None = None
+    concurrency: int = 4
+    enabled: bool = True
+
+    def read_token(self) -> str:
+        """The token, read from ``token_file`` now if the configuration was loaded without it."""
+        return self.token if self.token is not None else _scim_token(self.name, self.token_file, [])
+
+
+@dataclass(frozen=True)
 class Config:
     entra: EntraConfig
     sync: SyncConfig = SyncConfig()
@@ -81,6 +101,7 @@ class Config:
     metrics_textfile: str | None = None
     path: str | None = None  # where it was read from
     warnings: tuple[str, ...] = ()
+    scim: tuple[ScimApp, ...] = ()  # SPEC §7: the SCIM applications, in the file's order
 
     def with_store(self, path: str) -> Config:
         return replace(self, store_path=path)
@@ -241,6 +262,8 @@ def parse(
     """
     errors: list[str] = []
     values: dict[str, dict[str, Any]] = {}
+    scim_tables = data.get("scim", [])
+    data = {k: v for k, v in data.items() if k != "scim"}
     for section, content in data.items():
         if section not in SCHEMA:
             errors.append(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
@@ -280,6 +303,12 @@ def parse(
         if read_credential and not os.access(ca_bundle, os.R_OK):
             why = "does not exist" if not os.path.exists(ca_bundle) else "cannot be read by this user"
             errors.append(f"entra.ca_bundle: {ca_bundle} {why}")
+    scim: tuple[ScimApp, ...] = ()
+    try:
+        threshold = values.get("sync", {}).get("deactivation_threshold", SyncConfig.deactivation_threshold)
+        scim = _scim_apps(scim_tables, base_dir, rel, warnings, read_credential, threshold)
+    except ConfigError as exc:
+        errors.extend(exc.lines)
     if errors or credential is None:
         raise ConfigError(*errors)
     entra_cfg = EntraConfig(
@@ -309,6 +338,7 @@ def parse(
         metrics_textfile=rel(metrics["textfile"]) if "textfile" in metrics else None,
         path=path,
         warnings=tuple(warnings),
+        scim=scim,
     )
 
 
@@ -412,6 +442,74 @@ def _strip_newline(secret: str) -> str:
     return secret[:-1] if secret.endswith("\r") else secret
 
 
+SCIM_SCHEMA: dict[str, _Check] = {
+    "name": _string,
+    "base_url": _string,
+    "token_file": _string,
+    "token_expires": _date,
+    "ca_bundle": _string,
+    "concurrency": _int_min(1),
+    "deactivation_threshold": _int_min(0),
+    "enabled": _type(bool, "true or false"),
+}
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _scim_apps(
+    tables: Any, base_dir: Path | None, rel, warnings: list[str], read: bool, default_threshold: int
+) -> tuple[ScimApp, ...]:
+    """The ``[[scim]]`` tables: each names one SCIM application (SPEC §7)."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("scim: expected [[scim]] tables (an array of tables), one per application")
+    apps: list[ScimApp] = []
+    for n, table in enumerate(tables):
+        where = f"scim[{n}]"
+        if "name" not in table:
+            raise ConfigError(f"{where}.name: missing (required)")
+        name = SCIM_SCHEMA["name"](f"{where}.name", table["name"])
+        if not re.fullmatch(r"[a-z0-9-]+", name):
+            raise ConfigError(f"{where}.name: {name!r} may hold only a-z, 0-9 and '-'")
+        if any(a.name == name for a in apps):
+            raise ConfigError(f"{where}.name: {name!r} names two [[scim]] applications: names must be unique")
+        where = f"scim.{name}"  # from here on the application's name says which table is wrong
+        for key in table:
+            if key not in SCIM_SCHEMA:
+                raise ConfigError(f"{where}.{key}: unknown key (known in [[scim]]: {', '.join(SCIM_SCHEMA)})")
+        for key in ("base_url", "token_file"):
+            if key not in table:
+                raise ConfigError(f"{where}.{key}: missing (required)")
+        v = {k: SCIM_SCHEMA[k](f"{where}.{k}", value) for k, value in table.items()}
+        parsed = urlparse(v["base_url"])
+        if not parsed.hostname or not (parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in _LOOPBACK)):
+            raise ConfigError(
+                f"{where}.base_url: {v['base_url']!r} must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost)"
+            )
+        token_file = credential_path(v["token_file"], base_dir)  # (a systemd credential too)
+        ca_bundle = rel(v["ca_bundle"]) if "ca_bundle" in v else None
+        if ca_bundle is not None and not os.access(ca_bundle, os.R_OK):
+            raise ConfigError(f"{where}.ca_bundle: {ca_bundle} cannot be read")
+        apps.append(ScimApp(
+            name=name,
+            base_url=v["base_url"].rstrip("/"),
+            token_file=token_file,
+            token=_scim_token(name, token_file, warnings) if read else None,
+            token_expires=v.get("token_expires"),
+            ca_bundle=ca_bundle,
+            concurrency=v.get("concurrency", 4),
+            deactivation_threshold=v.get("deactivation_threshold", default_threshold),
+            enabled=v.get("enabled", True),
+        ))
+    return tuple(apps)
+
+
+def _scim_token(name: str, path: str, warnings: list[str]) -> str:
+    """A SCIM bearer token from its file: the same rules as ``entra.client_secret_file``."""
+    token = _strip_newline(read_credential_file(f"scim.{name}.token_file", path, path, warnings).decode("utf-8", errors="replace"))
+    if not token:
+        raise ConfigError(f"scim.{name}.token_file: {path} is empty")
+    return token
+
+
 def describe(config: Config) -> dict[str, Any]:
     """What the configuration resolved to, for ``check-config --json``: never a secret's value."""
     e = config.entra
@@ -438,6 +536,14 @@ def describe(config: Config) -> dict[str, Any]:
         "audit": {"retention_days": config.retention_days},
         "log": {"level": config.log_level, "format": config.log_format},
         "metrics": {"textfile": config.metrics_textfile},
+        "scim": [
+            {
+                "name": a.name, "base_url": a.base_url, "token": f"from scim.{a.name}.token_file {a.token_file}",
+                "token_expires": a.token_expires.isoformat() if a.token_expires else None, "ca_bundle": a.ca_bundle,
+                "concurrency": a.concurrency, "deactivation_threshold": a.deactivation_threshold, "enabled": a.enabled,
+            }
+            for a in config.scim
+        ],
         "warnings": list(config.warnings) + placeholder_warnings(config),
     }
 
@@ -509,9 +615,16 @@ def as_toml(config: Config) -> str:
         "log": [("level", config.log_level), ("format", config.log_format)],
         "metrics": [("textfile", config.metrics_textfile)],
     }
+    tables = [(f"[{section}]", items) for section, items in sections.items()]
+    for a in config.scim:
+        tables.append(("[[scim]]", [
+            ("name", a.name), ("base_url", a.base_url), ("token_file", a.token_file), ("token_expires", a.token_expires),
+            ("ca_bundle", a.ca_bundle), ("concurrency", a.concurrency),
+            ("deactivation_threshold", a.deactivation_threshold), ("enabled", a.enabled),
+        ]))
     lines = [f"# configuration {config.path} is valid; as resolved:"]
-    for section, items in sections.items():
-        lines.append(f"\n[{section}]")
+    for header, items in tables:
+        lines.append(f"\n{header}")
         for key, value in items:
             if key.startswith("#"):
                 lines.append(f"{key}: {value}")

@@ -175,8 +175,61 @@ DROP TABLE entra_users;
 ALTER TABLE entra_users_v4 RENAME TO entra_users;
 """
 
+# V5: SCIM applications (SPEC §7, store/apps.py): each one's ids for local objects, what was
+# last pushed there, the pushes that failed (retried with back-off) and each one's last push
+# (IF NOT EXISTS: a store rolled back to an older user_version by hand keeps migrating)
+V5_APPS = """
+CREATE TABLE IF NOT EXISTS app_users (
+    app TEXT NOT NULL,           -- the [[scim]] name
+    user_id INTEGER NOT NULL,    -- local users.id (users are never deleted)
+    app_id TEXT NOT NULL,        -- the application's id for the user
+    user_name TEXT NOT NULL,     -- what the application holds, as last pushed or read
+    display_name TEXT,
+    email TEXT,
+    active INTEGER NOT NULL,
+    external_id TEXT,
+    PRIMARY KEY (app, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS app_users_app_id ON app_users (app, app_id);
+CREATE TABLE IF NOT EXISTS app_groups (
+    app TEXT NOT NULL,
+    group_id INTEGER NOT NULL,   -- local groups.id; the row outlives the local group until its DELETE is pushed
+    app_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    external_id TEXT,
+    created INTEGER NOT NULL,    -- 1: syncd created it, 0: syncd linked an existing one (R22)
+    PRIMARY KEY (app, group_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS app_members (
+    app TEXT NOT NULL,
+    group_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    PRIMARY KEY (app, group_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS app_failures (
+    app TEXT NOT NULL,
+    key TEXT NOT NULL,           -- which object: user:ID, group:ID
+    name TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    skip_until INTEGER NOT NULL, -- pushes up to this number do not retry it (full reconciles do)
+    last_error TEXT,
+    first_failed_at TEXT NOT NULL,
+    last_failed_at TEXT NOT NULL,
+    PRIMARY KEY (app, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS app_pushes (
+    app TEXT PRIMARY KEY,
+    pushes INTEGER NOT NULL,     -- pushes sent so far (not dry runs): the clock of the back-off
+    cycle_id TEXT,
+    status TEXT,
+    ended_at TEXT,
+    requests INTEGER,
+    errors TEXT                  -- JSON list of the last push's errors
+);
+"""
+
 # a script of statements, or a function given the connection (inside the migration's transaction)
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries, V4]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries, V4, V5_APPS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
