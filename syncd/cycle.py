@@ -153,6 +153,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 sink.abandon()  # a read the daemon gave up on must not touch the store again
     except SourceError as exc:
         report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
+        report.interrupted = exc.kind == "cancelled"
         return _failed(store, report, str(exc), t0)
     except Exception as exc:  # noqa: BLE001 - R14: a read that fails in any way applies nothing
         log.debug("read failed", exc_info=True)
@@ -164,6 +165,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         report.notes.append("the stored delta token was refused (expired): read everything instead (R18)")
 
     if options.cancel is not None and options.cancel.is_set():
+        report.interrupted = True
         return _failed(store, report, "the service is stopping: the cycle was interrupted after the read", t0)
     settings = PlanSettings.from_config(config)
     fingerprint = json.dumps(asdict(settings))

@@ -40,8 +40,13 @@ def _label(value: str) -> str:
 
 
 def consecutive_failures(store: Store) -> int:
+    """Failed cycles in a row, as the service's health: dry runs, an operator's on-demand
+    tries (a mistyped --user) and cycles the service itself stopped neither count nor end
+    the run."""
     n = 0
-    for (status,) in store.conn.execute("SELECT status FROM cycles WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1000"):
+    for (status,) in store.conn.execute(
+        "SELECT status FROM cycles WHERE dry_run = 0 AND mode != 'on_demand' AND interrupted = 0 ORDER BY seq DESC LIMIT 1000"
+    ):
         if status != "failed":
             break
         n += 1

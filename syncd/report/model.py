@@ -162,6 +162,7 @@ class CycleReport:
     entries: Entries = field(default_factory=Entries)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # the service stopped it: recorded, but not a failure of the service
 
     def __post_init__(self) -> None:
         if not isinstance(self.entries, Entries):

@@ -71,11 +71,11 @@ def save_report(store: Store, report: CycleReport) -> None:
     header = canonical({**report.header(), "entries_sha256": entries.sha256()})
     digest = chain_hash_of_texts(prev, header, entries.texts())
     cur = c.execute(
-        "INSERT INTO cycles (cycle_id, status, mode, dry_run, trigger, started_at, ended_at, document, entry_count, hash, prev_hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO cycles (cycle_id, status, mode, dry_run, trigger, started_at, ended_at, document, entry_count, hash, prev_hash,"
+        " interrupted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             report.cycle_id, report.status, report.mode, int(report.dry_run), report.trigger,
-            report.started_at, report.ended_at, header, len(entries), digest, prev,
+            report.started_at, report.ended_at, header, len(entries), digest, prev, int(report.interrupted),
         ),
     )
     assert cur.lastrowid is not None

@@ -228,8 +228,15 @@ CREATE TABLE IF NOT EXISTS app_pushes (
 );
 """
 
+# V6: a cycle the service stopped (SIGTERM) is recorded, but is no failure of the service:
+# it neither counts towards the daemon's back-off nor breaks a run of failures
+def v6_interrupted(conn: sqlite3.Connection) -> None:
+    if "interrupted" not in {r[1] for r in conn.execute("PRAGMA table_info(cycles)")}:  # (a store set back by hand has it)
+        conn.execute("ALTER TABLE cycles ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0")
+
+
 # a script of statements, or a function given the connection (inside the migration's transaction)
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries, V4, V5_APPS]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, V2, v3_chunk_entries, V4, V5_APPS, v6_interrupted]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -62,6 +62,12 @@ def test_sigterm_mid_read_stops_cleanly_with_nothing_applied(env, start_daemon):
     (cycle,) = env.cycles()
     assert cycle["status"] == "failed" and "stopping" in cycle["errors"][0]
     assert env.active_users() == 0
+    # a stop is no failure of the service: a routine restart takes no step towards back-off
+    from syncd.metrics import consecutive_failures
+    from syncd.store.db import Store
+
+    with Store(str(env.store_path)) as store:
+        assert consecutive_failures(store) == 0
     # the next cycle converges
     env.sim.faults.clear()
     assert env.cli("sync").code == 0

@@ -108,6 +108,10 @@ def test_metrics_textfile_after_each_cycle(env, tmp_path):
     env.sim.faults.add(Fault(path=r"/users/delta", kind="status", status=429, retry_after=0.1, times=1))
     assert env.cli("sync").code == 0
     assert _metrics(prom)["syncd_cycle_throttled_responses"] >= 1
+    # a mistyped --user fails its own cycle, but is no failure of the service
+    r = env.cli("sync", "--user", "nobody@contoso.onmicrosoft.com")
+    assert r.code == 1 and "nobody@contoso.onmicrosoft.com" in r.err, r
+    assert _metrics(prom)["syncd_consecutive_failures"] == 0
     # failures in a row
     env.tenant.rotate_secret()
     assert env.cli("sync").code == 1
@@ -115,6 +119,10 @@ def test_metrics_textfile_after_each_cycle(env, tmp_path):
     m = _metrics(prom)
     assert m["syncd_consecutive_failures"] == 2 and m['syncd_cycle_status{status="failed"}'] == 1
     assert m["syncd_last_success_timestamp_seconds"] > 0
+    # an operator's on-demand try that fails is no failure of the service
+    r = env.cli("sync", "--user", "nobody@contoso.onmicrosoft.com")
+    assert r.code == 1, r
+    assert _metrics(prom)["syncd_consecutive_failures"] == 2
     assert os.listdir(prom_dir) == ["syncd.prom"]  # the temporary file was renamed, none left
     assert oct(prom.stat().st_mode & 0o777) == "0o644"
 
