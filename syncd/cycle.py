@@ -51,6 +51,8 @@ class CycleOptions:
     # set by the daemon on SIGTERM: a read in progress is abandoned and the cycle ends
     # `failed` with nothing applied; once the transaction has begun, the cycle finishes
     cancel: threading.Event | None = None
+    # the cycle's id, when the caller must find its report even if interrupted (the CLI)
+    cycle_id: str | None = None
 
 
 # (config, delta links or None, progress, on_page) -> GraphRead; (config, users, groups, progress) -> GraphRead
@@ -137,7 +139,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         mode, links = "full", {}
     else:
         mode = "incremental"
-    report = CycleReport(cycle_id=new_cycle_id(), mode=mode, dry_run=options.dry_run, trigger=options.trigger, started_at=now_iso())
+    report = CycleReport(cycle_id=options.cycle_id or new_cycle_id(), mode=mode, dry_run=options.dry_run, trigger=options.trigger, started_at=now_iso())
     log.info("cycle %s started (%s%s)", report.cycle_id, mode, ", dry run" if options.dry_run else "")
 
     t0 = time.monotonic()

@@ -42,28 +42,50 @@ def sync(dry_run: bool, full: bool, users: tuple[str, ...], groups: tuple[str, .
     shared_token_source(cfg.entra).prefetch()
     if users:
         users = _entra_ids(cfg, users)
-    from ..cycle import EXIT_BY_STATUS, CycleOptions, run_cycle
+    from ..cycle import EXIT_BY_STATUS, CycleOptions, new_cycle_id, run_cycle
     from ..report.render import render_text_summary
 
     options = CycleOptions(
         dry_run=dry_run, full=full, users=users, groups=groups,
-        approve_deactivations=approve_deactivations, wait=wait, trigger="manual",
+        approve_deactivations=approve_deactivations, wait=wait, trigger="manual", cycle_id=new_cycle_id(),
     )
     from ..progress import cycle_progress
 
-    with cycle_progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-        report = run_cycle(cfg, options, progress=progress)
-    if as_json:
-        from ..report.render import json_chunks
+    status = None
+    try:
+        with cycle_progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+            report = run_cycle(cfg, options, progress=progress)
+        status = report.status
+        if as_json:
+            from ..report.render import json_chunks
 
-        sys.stdout.flush()
-        for chunk in json_chunks(report):
-            sys.stdout.buffer.write(chunk.encode())
-        sys.stdout.buffer.write(b"\n")
-        sys.stdout.buffer.flush()
-    else:
-        click.echo(render_text_summary(report))
-    sys.exit(EXIT_BY_STATUS[report.status])
+            sys.stdout.flush()
+            for chunk in json_chunks(report):
+                sys.stdout.buffer.write(chunk.encode())
+            sys.stdout.buffer.write(b"\n")
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(render_text_summary(report))
+    except KeyboardInterrupt:
+        status = status or _committed_status(cfg.store_path, options.cycle_id or "")
+        if status is None:
+            raise  # (nothing was committed: "interrupted", 130)
+        what = "dry run" if dry_run else "cycle"
+        click.echo(f"syncd: interrupted; the {what} {options.cycle_id} was committed ({status}): "
+                   f"syncd report {options.cycle_id}", err=True)
+    sys.exit(EXIT_BY_STATUS[status])
+
+
+def _committed_status(store_path: str, cycle_id: str) -> str | None:
+    """The status of cycle ``cycle_id`` if its report is in the store (it was committed)."""
+    from ..store.audit import cycle_status
+    from ..store.db import Store
+
+    try:
+        with Store(store_path, readonly=True) as store:
+            return cycle_status(store, cycle_id)
+    except Exception:  # noqa: BLE001 - on the way out of an interrupt: say what is known
+        return None
 
 
 def _entra_ids(cfg, users: tuple[str, ...]) -> tuple[str, ...]:

@@ -104,6 +104,12 @@ def _stored_entries(store: Store, seq: int) -> list[str]:
     return entries
 
 
+def cycle_status(store: Store, cycle_id: str) -> str | None:
+    """The status of cycle ``cycle_id``; None if no such cycle was committed."""
+    row = store.conn.execute("SELECT status FROM cycles WHERE cycle_id = ?", (cycle_id,)).fetchone()
+    return row[0] if row else None
+
+
 def load_report(store: Store, cycle_id: str = "latest") -> CycleReport:
     c = store.conn
     if cycle_id == "latest":
