@@ -25,7 +25,7 @@ from .model import Change, Directory, EntraView, GraphRead, Plan
 from .plan.guards import apply_guards
 from .plan.rules import plan, restrict
 from .plan.settings import PlanSettings
-from .report.model import CycleReport
+from .report.model import CycleReport, outcome_in_words
 from .source.pages import OnPage
 from .store import failures, scoped
 from .store.apply import Applier
@@ -216,7 +216,8 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         with store.transaction():
             save_report(store, report)
             prune_reports(store, config.retention_days)
-    log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
+    counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
+    log.info("cycle %s %s; %s", report.cycle_id, outcome_in_words(report.status, report.errors, report.cycle_id), counts)
     return report
 
 

@@ -60,11 +60,11 @@ def backoff_delay(failures: int, interval: timedelta, cap: timedelta = BACKOFF_C
 
 
 def status_line(report) -> str:
+    from .report.model import outcome_in_words
+
     counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
-    line = f"last cycle {report.cycle_id} {report.status} ({report.mode}, {report.ended_at}): {counts}"
-    if report.status == "failed" and report.errors:
-        line += f"; {report.errors[0]}"
-    return line[:400]
+    outcome = outcome_in_words(report.status, report.errors, report.cycle_id)
+    return f"last cycle {report.cycle_id} ({report.mode}, {report.ended_at}): {counts}; {outcome}"[:400]
 
 
 class Daemon:

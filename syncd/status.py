@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .config import Config
+from .report.model import outcome_in_words
 from .store.db import Store
 
 STALE_DELTA_DAYS = 6  # Graph drops delta tokens after about 7 days
@@ -27,7 +28,7 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
         )
     warnings.extend(certificate_warnings(config, today))
     if last is not None and last[1] in ("failed", "partial", "held"):
-        warnings.append(last_cycle_warning(last[1], json.loads(last[3]).get("errors", [])))
+        warnings.append(f"the last cycle {outcome_in_words(last[1], json.loads(last[3]).get('errors', []), 'latest')}")
     staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
     if staged:
         warnings.append(f"{staged} deactivation(s) staged by the threshold wait for approval: syncd sync --approve-deactivations")
@@ -56,24 +57,6 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
         "delta": {"tracked": sorted(store.delta_links()), "last_full_at": last_full},
         "warnings": warnings,
     }
-
-
-# how the guards word a hold (syncd/plan/guards.py): Administrators' last member (R12), the
-# deactivation threshold or a read that suddenly finds almost nobody (R15)
-_HOLDS = ("(R12)", "(R15)", "deactivation(s) staged")
-
-
-def last_cycle_warning(status: str, errors: list[str]) -> str:
-    """Why the last cycle did not simply succeed, in words: for a held cycle, what held it
-    (not whatever error came first, such as a group name over the length limit)."""
-    what = {"failed": "failed", "partial": "applied with errors", "held": "held changes back"}[status]
-    reasons = [e for e in errors if any(h in e for h in _HOLDS)] if status == "held" else []
-    reasons = reasons or errors[:1]
-    if not reasons:
-        return f"the last cycle {what}: see `syncd report latest`"
-    others = len(errors) - len(reasons)
-    more = f" (and {others} other error{'s' if others != 1 else ''}: `syncd report latest`)" if others else ""
-    return f"the last cycle {what}: {'; '.join(reasons)}{more}"
 
 
 def certificate_warnings(config: Config, today: date) -> list[str]:

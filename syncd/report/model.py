@@ -147,6 +147,27 @@ class Entries:
         return f"Entries({len(self)} entries)"
 
 
+
+# how the guards word a hold (syncd/plan/guards.py): Administrators' last member (R12), the
+# deactivation threshold or a read that suddenly finds almost nobody (R15)
+_HOLDS = ("(R12)", "(R15)", "deactivation(s) staged")
+
+
+def outcome_in_words(status: str, errors: list[str], cycle_id: str) -> str:
+    """What a cycle did and why, for people: ``succeeded``; or, when it did not simply
+    succeed, the reason (for a held cycle what held it, not whatever error came first, such
+    as a group name over the length limit), with how many other errors its report has."""
+    what = {"failed": "failed", "partial": "applied with errors", "held": "held changes back"}.get(status, status)
+    if status == "succeeded":
+        return what
+    reasons = [e for e in errors if any(h in e for h in _HOLDS)] if status == "held" else []
+    reasons = reasons or errors[:1]
+    if not reasons:
+        return f"{what}: see `syncd report {cycle_id}`"
+    others = len(errors) - len(reasons)
+    more = f" (and {others} other error{'s' if others != 1 else ''}: `syncd report {cycle_id}`)" if others else ""
+    return f"{what}: {'; '.join(reasons)}{more}"
+
 @dataclass
 class CycleReport:
     cycle_id: str

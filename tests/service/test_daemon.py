@@ -142,3 +142,16 @@ def test_bad_config_at_start_exits_2(env, start_daemon):
     assert "sync.interval_minutes" in d.stderr()
     d.poll_notify(0.05)
     assert not d.notified("READY")
+
+
+def test_the_journal_says_why_a_cycle_did_not_simply_succeed(env, start_daemon):
+    """Not `partial: {'skip': 1}`: the reason, in words, as `syncd status` gives it."""
+    _seed(env.tenant)
+    gid = env.tenant.add_group("A group name far longer than twenty-four characters")
+    env.tenant.assign(gid)
+    d = start_daemon(interval=60)
+    d.wait_for(lambda: env.cycles(), what="the first cycle")
+    d.wait_for(lambda: "applied with errors" in d.stderr(), what="the cycle's line in the journal")
+    line = next(x for x in d.stderr().splitlines() if "applied with errors" in x)
+    assert "A group name far longer than twenty-four characters" in line and "create=3" in line, line
+    assert d.stop() == 0
