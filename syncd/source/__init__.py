@@ -12,8 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 # httpx's package imports its command-line client whenever rich and click are installed
-# (they are: syncd's CLI and progress bars): ~65 ms of every cycle's start-up for code
-# syncd never runs. httpx defines a stub ``httpx.main`` when ``_main`` cannot be imported.
+# (they are: syncd's CLI and progress bars): start-up time for code syncd never runs. httpx defines a stub ``httpx.main`` when ``_main`` cannot be imported.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:

@@ -328,7 +328,7 @@ class TokenSource:
 
     Synchronous (msal is); the async side calls it through ``asyncio.to_thread``, or takes
     ``current()`` without a thread hop while the last token is far from expiry (every page
-    request asks: a hop each is ~1 ms, and delays the request behind other work).
+    request asks: a hop each delays the request behind other work).
     """
 
     def __init__(self, entra: EntraConfig, tuning: Tuning = DEFAULT_TUNING) -> None:

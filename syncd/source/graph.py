@@ -29,12 +29,9 @@ Why tenant-wide delta, not the alternatives:
   in ``users/delta``.
 
 Parsing: pages are fetched as raw bytes through the SDK (``send_primitive_async(...,
-"bytes")``: its auth + middleware, no Kiota models) and parsed with orjson. Measured on
-this machine: Kiota model building for one 999-user delta page 17.7 s (23.7 s cold) against
-3 ms for orjson + model tuples; 10,000 users 162 s against 25 ms. End to end against the
-simulator (machine under load): ``DeltaRequestBuilder.get()`` 64 s for a 999-user page,
-raw bytes 0.34 s + 12 ms parsing. A full read of 10,000 users / 50 groups / 1,550
-assignments: 1.4 s, 33 requests; the quiet incremental after it: 0.2 s, 4 requests.
+"bytes")``: its auth + middleware, no Kiota models) and parsed with orjson: Kiota's
+models cost seconds per 999-user page where orjson costs milliseconds (BENCHMARKS.md,
+"Design decisions").
 
 Delta links: a stored link Graph refuses (410 Gone, 400 syncStateNotFound/resyncRequired)
 makes the whole read fall back to a full read by itself (R18); both delta chains restart so
@@ -150,8 +147,7 @@ class GraphSource:
             nonlocal waiting_for_token
             # one token before the chains start: a refused credential fails once, here,
             # instead of once per concurrent chain. msal fetches it in a thread while this
-            # one imports msgraph and builds the client (~1 s): the token endpoint's round
-            # trips cost nothing then (measured ~0.3 s at 100 ms per request)
+            # one imports msgraph and builds the client, so its round trips overlap that
             token = asyncio.ensure_future(asyncio.to_thread(self.tokens.acquire))
             await asyncio.sleep(0)  # let the thread start before the import holds this one
             try:

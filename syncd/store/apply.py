@@ -15,7 +15,6 @@ import orjson
 from ..model import Change
 from .db import Store
 
-BATCHED = frozenset({("user", "create"), ("group", "create"), ("membership", "add_member")})
 REBUILD_INDEXES_AT = 10_000  # rows in one batch of inserts
 
 _USERS_INSERT = "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
@@ -36,6 +35,10 @@ MEMBERSHIPS_JSON_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) SE
 def _secondary_indexes(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
     """The table's own CREATE INDEX statements (not those of UNIQUE or PRIMARY KEY)."""
     return conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)).fetchall()
+
+
+class MissingObject(LookupError):
+    """A membership's group or user is not in the local directory (its own change failed)."""
 
 
 class Applier:
@@ -86,9 +89,9 @@ class Applier:
     def _apply_one(self, change: Change) -> None:
         try:
             self.c.execute("SAVEPOINT change")
-            getattr(self, f"_{change.object_type}_{change.action}")(change)
+            _ONE[change.object_type, change.action](self, change)
             self.c.execute("RELEASE change")
-        except (sqlite3.Error, LookupError) as exc:
+        except (sqlite3.Error, MissingObject) as exc:
             self.c.execute("ROLLBACK TO change")
             self.c.execute("RELEASE change")
             self._failed(change, exc)
@@ -99,12 +102,12 @@ class Applier:
         change.reason = f"{change.reason}; failed: {exc}"
 
     # ---- batches: a full cycle creates every user and membership at once. One
-    # executemany per run instead of a SAVEPOINT + INSERT per change (measured at 100k
-    # users: see BENCHMARKS.md). A run the database refuses is rolled back and applied one
-    # change at a time, so a refused change still fails alone.
+    # executemany per run instead of a SAVEPOINT + INSERT per change (BENCHMARKS.md). A
+    # run the database refuses is rolled back and applied one change at a time, so a
+    # refused change still fails alone.
     def _apply_run(self, run: list[Change]) -> None:
-        batch = getattr(self, f"_batch_{run[0].object_type}_{run[0].action}")
-        if len(run) < 2 or not batch(run):
+        batch = _BATCH[run[0].object_type, run[0].action]
+        if len(run) < 2 or not batch(self, run):
             for change in run:
                 self._apply_one(change)
 
@@ -162,7 +165,7 @@ class Applier:
             try:
                 rows.append((self._resolve(ch.group_ref, self.group_ids, "group"), self._resolve(ch.user_ref, self.user_ids, "user")))
                 resolved.append(ch)
-            except LookupError as exc:
+            except MissingObject as exc:
                 self._failed(ch, exc)
         rows.sort()  # in key order: appended to the table's B-tree, not inserted at random places
         return rows, resolved
@@ -172,8 +175,7 @@ class Applier:
         when the batch is large next to what the table holds already.
 
         A first cycle (or a slice of one, cycle.py) fills tables that hold few rows yet:
-        building an index once, sorted, beats inserting into it at random places (100k
-        users into an empty table: 1.50 -> 0.93 s).
+        building an index once, sorted, beats inserting into it at random places.
         """
         # (count(*) reads the whole table: asked only when the batch is big enough to matter)
         if inserting >= REBUILD_INDEXES_AT and inserting * 2 >= self.c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]:
@@ -222,8 +224,6 @@ class Applier:
     def _user_update(self, ch: Change) -> None:
         self._update_user_row(ch)
 
-    _user_reactivate = _user_update
-
     def _user_deactivate(self, ch: Change) -> None:
         self._update_user_row(ch)
         # a deactivated user leaves its groups (R11); the entry records which
@@ -269,7 +269,7 @@ class Applier:
     # ---- memberships
     def _resolve(self, ref: tuple[str, str | int] | None, table: dict[str, int], kind: str) -> int:
         if ref is None:
-            raise LookupError(f"no {kind} given")
+            raise MissingObject(f"no {kind} given")
         where, key = ref
         if where == "local":
             return int(key)
@@ -278,7 +278,7 @@ class Applier:
         sql = "SELECT id FROM users WHERE entra_id = ?" if kind == "user" else "SELECT id FROM groups WHERE entra_id = ?"
         row = self.c.execute(sql, (key,)).fetchone()
         if row is None:
-            raise LookupError(f"the {kind} {key} is not in the local directory (its own change failed)")
+            raise MissingObject(f"the {kind} {key} is not in the local directory (its own change failed)")
         return row[0]
 
     def _membership_add_member(self, ch: Change) -> None:
@@ -294,6 +294,29 @@ class Applier:
     # ---- invites (R13)
     def _invite_revoke(self, ch: Change) -> None:
         self.c.execute("UPDATE invites SET status = 'revoked', updated_at = ? WHERE id = ? AND status = 'open'", (self.now, ch.local_id))
+
+
+# what applies each kind of change: one at a time, and as a batch (a run of consecutive ones)
+_ONE: dict[tuple[str, str], Callable[[Applier, Change], None]] = {
+    ("user", "create"): Applier._user_create,
+    ("user", "adopt"): Applier._user_adopt,
+    ("user", "update"): Applier._user_update,
+    ("user", "reactivate"): Applier._user_update,
+    ("user", "deactivate"): Applier._user_deactivate,
+    ("group", "create"): Applier._group_create,
+    ("group", "adopt"): Applier._group_adopt,
+    ("group", "update"): Applier._group_update,
+    ("group", "delete"): Applier._group_delete,
+    ("membership", "add_member"): Applier._membership_add_member,
+    ("membership", "remove_member"): Applier._membership_remove_member,
+    ("invite", "revoke"): Applier._invite_revoke,
+}
+_BATCH: dict[tuple[str, str], Callable[[Applier, list[Change]], bool]] = {
+    ("user", "create"): Applier._batch_user_create,
+    ("group", "create"): Applier._batch_group_create,
+    ("membership", "add_member"): Applier._batch_membership_add_member,
+}
+BATCHED = frozenset(_BATCH)
 
 
 def _steps(changes: list[Change]) -> Iterator[list[Change]]:

@@ -118,9 +118,8 @@ class Store:
             # a committed cycle (and its report) must survive a crash of the host, not just the process
             conn.execute("PRAGMA synchronous = FULL")
             # a full cycle inserts ~100k rows keyed by random GUIDs into several indexes: with
-            # SQLite's default 2 MB page cache most inserts evict and re-read pages (measured:
-            # 100k mirror rows 3.2 s -> 1.8 s with 32 MB; BENCHMARKS.md). Pages are only
-            # allocated when used, so small stores stay small.
+            # SQLite's default 2 MB page cache most inserts evict and re-read pages
+            # (BENCHMARKS.md). Pages are only allocated when used, so small stores stay small.
             conn.execute("PRAGMA cache_size = -32768")
             migrate(conn, self.path)
             self._ensure_administrators(conn)
@@ -267,7 +266,7 @@ class Store:
         (not ``scope = "all"``): those assigned, those in some group, and those linked to a
         local user. Every other Entra user is out of scope
         and unknown locally, so no rule looks at it; a tenant assigning a few groups holds
-        far more of those than users in scope (100k users, 40k in scope: 0.8 -> 0.35 s).
+        far more of those than users in scope.
         """
         if users is None:
             sql = ENTRA_USER_SQL + (_WITHIN_REACH if within_reach else "")
