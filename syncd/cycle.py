@@ -17,16 +17,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
 from .lock import cycle_lock
 from .model import Change, Directory, EntraView, GraphRead, Plan
 from .plan.guards import apply_guards
-from .plan.rules import plan, restrict
+from .plan.rules import names_claimed, plan, restrict
 from .plan.settings import PlanSettings
+from .read import OnPage
 from .report.model import CycleReport, outcome_in_words
-from .source.pages import OnPage
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, save_report
@@ -178,7 +179,9 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             nothing_new = not on_demand and _nothing_new(store, read, fingerprint, stored_assignments)
             touched = None
             if not nothing_new and not on_demand and store.get_meta("plan_clean") == fingerprint:
-                touched = scoped.touched_before(store, read, settings, stored_assignments)
+                touched = scoped.touched_before(
+                    store, read, stored_assignments, transitive=settings.group_members == "transitive", scope_all=settings.scope == "all"
+                )
             fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
             if on_demand:
                 _missing_on_demand(options, read, report)
@@ -331,7 +334,7 @@ def _settle_in_slices(
     for start in starts:
         t1 = time.monotonic()
         own = set(universe[start : start + SLICE_USERS])
-        entra, directory = scoped.scoped_views(store, (own, set()), settings)
+        entra, directory = scoped.scoped_views(store, (own, set()), partial(names_claimed, settings=settings))
         slice_plan = plan(entra, directory, settings, own_users=own)
         del entra, directory
         in_scope += slice_plan.in_scope_users
@@ -431,7 +434,7 @@ def _plan(
     over ``read_view`` when given, folding the staged users into the mirror meanwhile
     (``fold``, which comes with it)."""
     if touched is not None:
-        entra, directory = scoped.scoped_views(store, touched, settings)
+        entra, directory = scoped.scoped_views(store, touched, partial(names_claimed, settings=settings))
         the_plan = plan(entra, directory, settings)
         active = scoped.active_managed_users(store)
         directory.active_managed = active  # the guards judge the whole directory's numbers

@@ -115,6 +115,15 @@ def r5_map_attributes(user: EntraUser, settings: PlanSettings) -> MappedUser | s
 # --------------------------------------------------------------------------- R8 names
 
 
+def names_claimed(user: EntraUser, settings: PlanSettings) -> set[str]:
+    """What a plan unit holding ``user`` must hold as well, for R6 (an unmanaged user with its
+    email or user_name) and R6a (any local user holding its user_name): the local users
+    these names (casefolded) find. Unmanaged users and Administrators' members (R12) are in
+    every unit; the Entra side of every local user given is too."""
+    mapped = r5_map_attributes(user, settings)
+    return set() if isinstance(mapped, str) else {mapped.user_name.casefold(), mapped.email.casefold()}
+
+
 def local_group_name(group: EntraGroup, settings: PlanSettings) -> str | None:
     """R8: the admin aliases (and ``Administrators``) map to the reserved local group."""
     name = (group.display_name or "").strip()

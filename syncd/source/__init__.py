@@ -12,13 +12,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 # httpx's package imports its command-line client whenever rich and click are installed
-# (they are: syncd's CLI and progress bars): start-up time for code syncd never runs. httpx defines a stub ``httpx.main`` when ``_main`` cannot be imported.
+# (they are: syncd's CLI and progress bars): start-up time for code syncd never runs.
+# httpx defines a stub ``httpx.main`` when ``_main`` cannot be imported.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
+    from ..read import GraphPage
     from .checks import Check, check_connection
     from .graph import GraphSource, read_graph, read_on_demand_graph
-    from .pages import GraphPage
     from .tuning import Tuning
 
 __all__ = ["Check", "GraphPage", "GraphSource", "Tuning", "check_connection", "read_graph", "read_on_demand_graph"]
@@ -27,7 +28,7 @@ _WHERE = {
     "GraphSource": "graph",
     "read_graph": "graph",
     "read_on_demand_graph": "graph",
-    "GraphPage": "pages",
+    "GraphPage": "syncd.read",
     "Tuning": "tuning",
     "Check": "checks",
     "check_connection": "checks",
@@ -38,5 +39,6 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         from importlib import import_module
 
-        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+        where = _WHERE[name]
+        return getattr(import_module(where if "." in where else f"{__name__}.{where}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

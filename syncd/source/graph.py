@@ -51,12 +51,10 @@ from urllib.parse import unquote, urlparse
 from ..config import EntraConfig
 from ..errors import DeltaExpired, SourceError
 from ..model import ABSENT, EntraGroup, GraphRead
+from ..read import GraphPage, OnPage, ReadAccumulator
 from .auth import TokenSource, shared_token_source
 from .pages import (
-    GraphPage,
-    OnPage,
     RawPage,
-    ReadAccumulator,
     assignments_page,
     group_from_item,
     groups_page,

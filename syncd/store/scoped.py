@@ -13,27 +13,29 @@ membership, nested groups changing, security flags of groups in ``scope = "all"`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..model import (
     ADMIN_GROUP,
     Directory,
+    EntraUser,
     EntraView,
     GraphRead,
 )
-from ..plan.rules import r5_map_attributes
-from ..plan.settings import PlanSettings
 from .db import ENTRA_USER_SQL, LOCAL_USER_SQL, Store, entra_user, local_user, select_in
 
 Touched = tuple[set[str], set[str]]  # Entra users, Entra groups
 
 
 def touched_before(
-    store: Store, read: GraphRead, settings: PlanSettings, old_assignments: dict[str, str]
+    store: Store, read: GraphRead, old_assignments: dict[str, str], *, transitive: bool, scope_all: bool
 ) -> Touched | None:
     """Before the read is folded into the mirror: the Entra users and groups it may affect.
 
-    Returns None when the read may reach further than its own objects (plan in full).
+    Returns None when the read may reach further than its own objects (plan in full):
+    ``transitive`` membership, or ``scope_all`` (scope = "all") and groups changed.
     """
-    if read.full or settings.group_members == "transitive":
+    if read.full or transitive:
         return None
     if any(kind == "group" for ms in read.members_added.values() for kind in ms.values()):
         return None  # nesting changed
@@ -41,7 +43,7 @@ def touched_before(
         pid for pid in set(old_assignments) | set(read.assignments) if old_assignments.get(pid) != read.assignments.get(pid)
     }
     groups = set(read.groups) | read.removed_groups | set(read.members_added) | set(read.members_removed)
-    if settings.scope == "all" and (read.groups or read.removed_groups):
+    if scope_all and (read.groups or read.removed_groups):
         return None  # a group's security flag decides its scope here
     users = set(read.users) | read.removed_users
     users |= {mid for ms in read.members_added.values() for mid in ms}
@@ -57,8 +59,11 @@ def touched_before(
     return users, groups
 
 
-def scoped_views(store: Store, touched: Touched, settings: PlanSettings) -> tuple[EntraView, Directory]:
-    """After the read is in the mirror: the planner's inputs, limited to what was touched."""
+def scoped_views(
+    store: Store, touched: Touched, names_claimed: Callable[[EntraUser], set[str]]
+) -> tuple[EntraView, Directory]:
+    """After the read is in the mirror: the planner's inputs, limited to what was touched,
+    with what the rules that look at other objects need (``plan.rules.names_claimed``)."""
     users = set(touched[0])
     c = store.conn
     # R12: Administrators' members decide whether a removal is held back
@@ -71,12 +76,10 @@ def scoped_views(store: Store, touched: Touched, settings: PlanSettings) -> tupl
         )
     }
     entra_users = {r[0]: entra_user(r) for r in select_in(store, ENTRA_USER_SQL + " WHERE id IN ({})", users)}
-    # R6 and name clashes: local users who hold a name one of these users maps to
+    # R6 and R6a: local users who hold a name one of these users claims
     names: set[str] = set()
     for u in entra_users.values():
-        mapped = r5_map_attributes(u, settings)
-        if not isinstance(mapped, str):
-            names |= {mapped.user_name.casefold(), mapped.email.casefold()}
+        names |= names_claimed(u)
     local_rows = select_in(store, LOCAL_USER_SQL + " WHERE entra_id IN ({})", users)
     local_rows += c.execute(LOCAL_USER_SQL + " WHERE entra_id IS NULL").fetchall()
     # NOCASE (ASCII only, as lower() was) lets SQLite look the names up in their indexes

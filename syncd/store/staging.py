@@ -35,7 +35,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import ABSENT, EntraUser, EntraView, GraphRead, overlay_user, unknown_user
-from ..source.pages import GraphPage, ReadAccumulator
+from ..read import GraphPage, ReadAccumulator
 
 _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from syncd.errors import SourceError
 from syncd.model import ABSENT, EntraGroup, EntraUser, overlay_user, unknown_user
+from syncd.read import ReadAccumulator
 from syncd.source.pages import (
     RawPage,
-    ReadAccumulator,
     _id,
     groups_page,
     malformed,

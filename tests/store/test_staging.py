@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from syncd.errors import SourceError
 from syncd.model import EntraGroup, EntraUser, GraphRead
-from syncd.source.pages import GraphPage, ReadAccumulator
+from syncd.read import GraphPage, ReadAccumulator
 from syncd.store import staging
 from syncd.store.db import Store
 
