@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from .config import Config
-from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, SourceError
+from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, ReadCancelled, SourceError
 from .lock import cycle_lock
 from .model import Change, Directory, EntraView, GraphRead, Plan
 from .plan.guards import apply_guards
@@ -156,7 +156,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 sink.abandon()  # a read the daemon gave up on must not touch the store again
     except SourceError as exc:
         report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
-        report.interrupted = exc.kind == "cancelled"
+        report.interrupted = isinstance(exc, ReadCancelled)
         return _failed(store, report, str(exc), t0)
     except Exception as exc:  # noqa: BLE001 - R14: a read that fails in any way applies nothing
         log.debug("read failed", exc_info=True)
@@ -406,7 +406,7 @@ def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphR
     threading.Thread(target=target, name="syncd-read", daemon=True).start()
     while not done.wait(0.1):
         if options.cancel.is_set():
-            raise SourceError("the service is stopping: the read from Graph was abandoned", kind="cancelled")
+            raise ReadCancelled("the service is stopping: the read from Graph was abandoned")
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["read"]  # type: ignore[return-value]

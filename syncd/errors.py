@@ -43,15 +43,14 @@ class LockHeld(SyncdError):
 class SourceError(SyncdError):
     """Reading from Graph (or getting a token) failed after retries: the cycle fails (R14).
 
-    ``kind`` is one of: auth, permission, not_found, tls, network, throttled, timeout,
-    malformed, server.
+    Each kind of failure is a subclass below; ``kind`` names it in reports and tests.
     """
 
     exit_code = EXIT_FAILED
+    kind = "server"
 
-    def __init__(self, message: str, kind: str = "server", fix: str | None = None):
+    def __init__(self, message: str, fix: str | None = None):
         super().__init__(message)
-        self.kind = kind
         self.fix = fix
         # what the read had sent before it failed (for the failed cycle's report)
         self.graph_requests = 0
@@ -62,8 +61,70 @@ class SourceError(SyncdError):
         return f"{base}; {self.fix}" if self.fix else base
 
 
+class AuthRefused(SourceError):
+    """No token: the credential, the tenant or the app registration was refused."""
+
+    kind = "auth"
+
+
+class PermissionMissing(SourceError):
+    """Graph answered 403: a permission or its admin consent is missing."""
+
+    kind = "permission"
+
+
+class NotFound(SourceError):
+    """What was asked for does not exist in Entra ID (a --user, --group, the application)."""
+
+    kind = "not_found"
+
+
+class TlsFailed(SourceError):
+    """The TLS handshake failed, or the certificate is not trusted."""
+
+    kind = "tls"
+
+
+class NetworkFailed(SourceError):
+    """The host could not be reached (DNS, connection, proxy, a timeout per request)."""
+
+    kind = "network"
+
+
+class Throttled(SourceError):
+    """Still throttled (429) after the retries the cycle's budget allowed."""
+
+    kind = "throttled"
+
+
+class TimedOut(SourceError):
+    """The cycle's time budget ran out (sync.cycle_timeout_minutes)."""
+
+    kind = "timeout"
+
+
+class Malformed(SourceError):
+    """An answer Graph's documentation does not allow (R14)."""
+
+    kind = "malformed"
+
+
+class ServerFailed(SourceError):
+    """Graph (or the token endpoint) kept failing, or answered what syncd cannot use."""
+
+    kind = "server"
+
+
+class ReadCancelled(SourceError):
+    """The service is stopping: the read was abandoned."""
+
+    kind = "cancelled"
+
+
 class DeltaExpired(SourceError):
     """A stored delta link was refused (410 Gone, syncStateNotFound): read fully instead (R18)."""
 
+    kind = "delta_expired"
+
     def __init__(self, message: str = "delta token expired"):
-        super().__init__(message, kind="delta_expired")
+        super().__init__(message)

@@ -12,7 +12,7 @@
   custom http_client owns retries). Retrying inside the client also keeps msal's
   throttle cache from replaying a stale 429/5xx to our retry.
 - msal answers errors with dicts (AADSTS codes), not exceptions: ``auth_error`` turns
-  them into ``SourceError(kind="auth")`` with a fix per code. Messages never carry the
+  them into ``AuthRefused`` with a fix per code. Messages never carry the
   secret or a token (``redact`` scrubs anything echoed back).
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..config import EntraConfig
-from ..errors import SourceError
+from ..errors import AuthRefused, NetworkFailed, ServerFailed, SourceError, Throttled, TlsFailed
 from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
 from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning, parse_retry_after
 
@@ -120,7 +120,7 @@ _CODE = re.compile(r"AADSTS\d+")
 
 
 def auth_error(result: dict[str, Any], entra: EntraConfig, secrets: list[str]) -> SourceError:
-    """An msal error dict -> SourceError(kind="auth") with the fix for its AADSTS code."""
+    """An msal error dict -> AuthRefused with the fix for its AADSTS code."""
     description = str(result.get("error_description") or "")
     codes = _CODE.findall(description) or [f"AADSTS{c}" for c in result.get("error_codes") or []]
     values = {
@@ -132,7 +132,7 @@ def auth_error(result: dict[str, Any], entra: EntraConfig, secrets: list[str]) -
     for code in codes:
         if code in AADSTS_FIXES:
             what, fix = AADSTS_FIXES[code]
-            return SourceError(f"token request refused ({code}): {what.format(**values)}", kind="auth", fix=fix.format(**values))
+            return AuthRefused(f"token request refused ({code}): {what.format(**values)}", fix=fix.format(**values))
     error = str(result.get("error") or "unknown_error")
     first_line = description.splitlines()[0] if description else ""
     detail = redact(first_line, secrets)[:300]
@@ -142,7 +142,7 @@ def auth_error(result: dict[str, Any], entra: EntraConfig, secrets: list[str]) -
         "invalid_request": "check entra.tenant_id, entra.client_id and the credential",
         "invalid_scope": "check entra.cloud / entra.graph_endpoint",
     }.get(error, "check entra.tenant_id, entra.client_id and the credential")
-    return SourceError(f"token request refused ({error}): {detail}".rstrip(": "), kind="auth", fix=fix)
+    return AuthRefused(f"token request refused ({error}): {detail}".rstrip(": "), fix=fix)
 
 
 def discovery_error(exc: ValueError, entra: EntraConfig, secrets: list[str]) -> SourceError:
@@ -155,9 +155,8 @@ def discovery_error(exc: ValueError, entra: EntraConfig, secrets: list[str]) -> 
         return auth_error({"error": "invalid_tenant", "error_description": "AADSTS90002"}, entra, secrets)
     if codes:
         return auth_error({"error": "invalid_request", "error_description": text}, entra, secrets)
-    return SourceError(
+    return AuthRefused(
         f"cannot read the OpenID configuration of {authority_url(entra)}: {redact(text, secrets)[:300]}",
-        kind="auth",
         fix="check entra.tenant_id and entra.cloud / entra.authority_host",
     )
 
@@ -184,20 +183,19 @@ def load_certificate(pem: bytes, source: str) -> CertificateCredential:
         certs = x509.load_pem_x509_certificates(pem)
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise SourceError(f"{source}: cannot read the key and certificate ({type(exc).__name__})", kind="auth", fix=fix) from None
+        raise AuthRefused(f"{source}: cannot read the key and certificate ({type(exc).__name__})", fix=fix) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise SourceError(f"{source}: the private key is not RSA (Entra needs RSA for client assertions)", kind="auth", fix=fix)
+        raise AuthRefused(f"{source}: the private key is not RSA (Entra needs RSA for client assertions)", fix=fix)
     def spki(public_key: Any) -> bytes:
         return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     leaf = next((c for c in certs if spki(c.public_key()) == spki(key.public_key())), None)
     if leaf is None:
-        raise SourceError(f"{source}: no certificate in the file matches the private key", kind="auth", fix=fix)
+        raise AuthRefused(f"{source}: no certificate in the file matches the private key", fix=fix)
     not_after = leaf.not_valid_after_utc
     if not_after <= datetime.now(UTC):
-        raise SourceError(
+        raise AuthRefused(
             f"{source}: the certificate expired on {not_after:%Y-%m-%d}",
-            kind="auth",
             fix=f"create a new certificate, upload it to Certificates & secrets of {_APP_REG}, and replace the file",
         )
     key_pem = key.private_bytes(
@@ -287,21 +285,19 @@ class TokenHttpClient:
         except requests.exceptions.SSLError as exc:
             if is_certificate_failure(exc):
                 raise tls_error(host, exc) from None
-            raise SourceError(f"TLS handshake with {host} failed", kind="tls", fix="check entra.authority_host and any proxy in between") from None
+            raise TlsFailed(f"TLS handshake with {host} failed", fix="check entra.authority_host and any proxy in between") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             reason = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-            raise Retryable(SourceError(
+            raise Retryable(NetworkFailed(
                 f"cannot reach the token endpoint {host}: {reason} after {attempt} attempts",
-                kind="network",
                 fix="check DNS, the network path and any proxy to entra.authority_host",
             )) from None
         if response.status_code not in RETRYABLE_TOKEN_STATUS:
             return response
         retry_after = self._retry_after(response)
         response.close()
-        raise Retryable(SourceError(
+        raise Retryable((Throttled if response.status_code == 429 else ServerFailed)(
             f"token endpoint {host}{urlparse(url).path} answered {response.status_code} after {attempt} attempts",
-            kind="throttled" if response.status_code == 429 else "server",
             fix="Entra ID is throttling or unavailable: the next cycle retries",
         ), retry_after)
 
@@ -356,7 +352,7 @@ class TokenSource:
         credential = self.entra.credential
         if credential.kind == "certificate":
             if not credential.certificate_pem:
-                raise SourceError("no certificate loaded", kind="auth", fix="set entra.client_certificate_file")
+                raise AuthRefused("no certificate loaded", fix="set entra.client_certificate_file")
             cert = load_certificate(credential.certificate_pem, credential.source)
             client_credential: Any = {
                 "private_key": cert.private_key_pem,
@@ -365,7 +361,7 @@ class TokenSource:
             }
         else:
             if not credential.secret:
-                raise SourceError("no client secret loaded", kind="auth", fix="set entra.client_secret_file")
+                raise AuthRefused("no client secret loaded", fix="set entra.client_secret_file")
             client_credential = credential.secret
         self._http = TokenHttpClient(self.entra, self._tuning, lambda: self.deadline)
         try:

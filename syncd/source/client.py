@@ -51,7 +51,17 @@ from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ..config import EntraConfig
-from ..errors import DeltaExpired, SourceError
+from ..errors import (
+    AuthRefused,
+    DeltaExpired,
+    Malformed,
+    NetworkFailed,
+    NotFound,
+    PermissionMissing,
+    ServerFailed,
+    SourceError,
+    Throttled,
+)
 from .auth import TokenSource, redact
 from .tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
 from .tuning import Deadline, Retryable, Tuning, parse_retry_after
@@ -315,32 +325,27 @@ class GraphClient:
         if request.delta and (status == 410 or (status == 400 and code.lower() in DELTA_EXPIRED_CODES)):
             return DeltaExpired(f"{where}: delta link refused ({status} {code or 'Gone'})")
         if status in TRANSIENT_STATUS:
-            kind = "throttled" if status in THROTTLE_STATUS else "server"
-            final = SourceError(
+            final = (Throttled if status in THROTTLE_STATUS else ServerFailed)(
                 f"{where}: Graph answered {status} after retries{': ' + detail if detail else ''}",
-                kind=kind,
                 fix="Graph is throttling or unavailable: the next cycle retries",
             )
             return Retryable(final, retry_after=_retry_after(exc))
         if status == 401:
-            return SourceError(
+            return AuthRefused(
                 f"{where}: Graph refused a freshly issued token (401{' ' + code if code else ''})",
-                kind="auth",
                 fix="check that entra.graph_endpoint belongs to the same cloud as entra.authority_host",
             )
         if status == 403:
-            return SourceError(
+            return PermissionMissing(
                 f"{where}: permission denied (403{' ' + code if code else ''})",
-                kind="permission",
                 fix=f"grant the application the Microsoft Graph application permission {request.permission} and admin consent",
             )
         if status == 404:
-            return SourceError(
+            return NotFound(
                 request.not_found or f"{where}: not found (404)",
-                kind="not_found",
                 fix=request.not_found_fix,
             )
-        return SourceError(f"{where}: Graph answered {status}{': ' + detail if detail else ''}", kind="server")
+        return ServerFailed(f"{where}: Graph answered {status}{': ' + detail if detail else ''}")
 
     def _network_error(self, exc: httpx.TransportError, request: PageRequest, path: str) -> SourceError:
         if isinstance(exc, httpx.TimeoutException):
@@ -350,7 +355,7 @@ class GraphClient:
         elif isinstance(exc, httpx.RemoteProtocolError) and "complete message body" in str(exc):
             # Content-Length promised more than arrived: retried, and if it persists R14 says
             # a page is missing, so it fails as malformed data
-            return SourceError(f"{request.what} ({path}): truncated body ({exc})", kind="malformed")
+            return Malformed(f"{request.what} ({path}): truncated body ({exc})")
         elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             reason = "connection reset"
         else:
@@ -358,7 +363,7 @@ class GraphClient:
         fix = "check DNS, the network path and any proxy to entra.graph_endpoint"
         if "SSL" in type(exc).__name__ or "ssl" in str(exc).lower():
             fix = CA_BUNDLE_FIX
-        return SourceError(f"{request.what} ({path}): {reason} talking to {self.graph_host}", kind="network", fix=fix)
+        return NetworkFailed(f"{request.what} ({path}): {reason} talking to {self.graph_host}", fix=fix)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -369,9 +374,8 @@ def check_link(base_url: str, link: str, what: str) -> str:
     parsed = urlparse(link)
     base = urlparse(base_url)
     if parsed.scheme != "https" or parsed.netloc.lower() != base.netloc.lower():
-        raise SourceError(
+        raise Malformed(
             f"{what}: Graph returned a link to another host ({parsed.scheme}://{parsed.hostname}{parsed.path})",
-            kind="malformed",
         )
     return link
 

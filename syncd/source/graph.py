@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from ..config import EntraConfig
-from ..errors import DeltaExpired, SourceError
+from ..errors import DeltaExpired, NotFound, ServerFailed, SourceError, TimedOut
 from ..model import ABSENT, EntraGroup, GraphRead
 from ..read import GraphPage, OnPage, ReadAccumulator
 from .auth import TokenSource, shared_token_source
@@ -101,7 +101,7 @@ class GraphSource:
 
     ``progress(kind, n)``: called as pages arrive, ``n`` = objects on that page (kinds
     "users", "groups", "assignments"). ``timeout_s``: the cycle budget (R17) for each read;
-    past it, ``SourceError(kind="timeout")``. ``tuning``: retry/timeout knobs (tests use
+    past it, ``TimedOut``. ``tuning``: retry/timeout knobs (tests use
     tiny delays). ``tokens``: a TokenSource to use (and leave open), e.g. the process's
     shared one; without it the source fetches its own.
     """
@@ -169,16 +169,14 @@ class GraphSource:
                     if waiting_for_token:
                         # the token's retries stop short of the budget, but their last request
                         # (or a sleep `sync`'s prefetch chose before the budget was set) can outlast it
-                        raise SourceError(
+                        raise TimedOut(
                             f"no access token from the token endpoint ({self.entra.authority_host}) "
                             f"within the cycle budget of {self.timeout_s:g} s",
-                            kind="timeout",
                             fix="the log shows what the token endpoint answered; the next cycle tries again "
                             "(or raise sync.cycle_timeout_minutes)",
                         ) from None
-                    raise SourceError(
+                    raise TimedOut(
                         f"the read from Graph did not finish within the cycle budget of {self.timeout_s:g} s",
-                        kind="timeout",
                         fix="raise sync.cycle_timeout_minutes, or check Graph throttling in the logs",
                     ) from None
         except SourceError as exc:
@@ -245,7 +243,7 @@ class GraphSource:
         try:
             new_links = await self._chains(acc, None, on_page)
         except DeltaExpired as exc:  # a fresh chain refused: not a stale link, a Graph fault
-            raise SourceError(f"{exc}: Graph refused a fresh delta chain", kind="server") from None
+            raise ServerFailed(f"{exc}: Graph refused a fresh delta chain") from None
         return self._finish(acc, new_links)
 
     def _finish(self, acc: ReadAccumulator, links: dict[str, str]) -> GraphRead:
@@ -327,7 +325,7 @@ class GraphSource:
         entra = self.entra
         message, fix = sp_not_found(entra)
         if not is_guid(entra.service_principal_id):
-            raise SourceError(message + " (not a GUID)", kind="not_found", fix=fix)
+            raise NotFound(message + " (not a GUID)", fix=fix)
 
         def first() -> RequestInformation:
             from msgraph.generated.service_principals.item.app_role_assigned_to.app_role_assigned_to_request_builder import (
@@ -387,7 +385,7 @@ class GraphSource:
         (``members_added[g]``, complete, member users included in ``users``); the ids read
         whole are ``users_read`` and ``groups_read``. An id Graph does not know (404) lands
         in ``removed_users`` / ``removed_groups``; a UPN or group name it does not know is
-        ``SourceError(kind="not_found")``.
+        ``NotFound``.
         """
         return await self._bounded(lambda: self._read_on_demand(users, groups))
 
@@ -409,7 +407,7 @@ class GraphSource:
         try:
             body = await self.client.get_page(request)
         except SourceError as exc:
-            if exc.kind == "not_found":
+            if isinstance(exc, NotFound):
                 return None
             raise
         return parse_object(body, self.client.path_of(request.build()))
@@ -432,7 +430,7 @@ class GraphSource:
                 acc.add(GraphPage("users", removed_users=[ref.lower()]))
                 acc.read.users_read.add(ref.lower())
                 return
-            raise SourceError(f"no user {ref!r} in Entra ID (by id or userPrincipalName)", kind="not_found", fix="check the --user value")
+            raise NotFound(f"no user {ref!r} in Entra ID (by id or userPrincipalName)", fix="check the --user value")
         where = f"/users/{ref}"
         user = user_from_item(item, where)
         acc.add(GraphPage("users", users=[user]))
@@ -488,7 +486,7 @@ class GraphSource:
             raw = parse_page(body, "/groups")
             found = [group_from_item(item, "/groups") for item in raw.items]
             if not found:
-                raise SourceError(f"no group named {ref!r} in Entra ID", kind="not_found", fix="check the --group value (the group's displayName or object id)")
+                raise NotFound(f"no group named {ref!r} in Entra ID", fix="check the --group value (the group's displayName or object id)")
         for group in found:
             acc.add(GraphPage("groups", groups=[group], group_ids=[group.id]))
             acc.read.groups_read.add(group.id)
@@ -596,7 +594,7 @@ def read_graph(
 ) -> GraphRead:
     """Synchronous wrapper for one cycle's read (not for use inside a running event loop).
 
-    ``timeout_s`` is the cycle budget (R17): past it, ``SourceError(kind="timeout")``.
+    ``timeout_s`` is the cycle budget (R17): past it, ``TimedOut``.
     """
 
     async def run() -> GraphRead:

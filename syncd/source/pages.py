@@ -1,7 +1,7 @@
 """Graph pages -> syncd's model: validation (R14) and merging. Pure: no I/O, no msgraph.
 
 Every page is checked before anything is taken from it: JSON object, a ``value`` list,
-objects with a GUID id. Anything else is ``SourceError(kind="malformed")`` naming the
+objects with a GUID id. Anything else is ``Malformed`` (a SourceError) naming the
 URL path, and the whole read fails (R14): never a partial GraphRead.
 
 Merging follows Graph's delta rules: the same object can come back several times in one
@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import SourceError
+from ..errors import Malformed, SourceError
 from ..model import ABSENT, EntraGroup, EntraUser, MemberType
 from ..read import GraphPage
 
@@ -47,7 +47,7 @@ def _all_guids(values: list[Any]) -> bool:
 
 
 def malformed(where: str, problem: str) -> SourceError:
-    return SourceError(f"malformed Graph answer from {where}: {problem}", kind="malformed")
+    return Malformed(f"malformed Graph answer from {where}: {problem}")
 
 
 @dataclass

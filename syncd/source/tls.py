@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import certifi
 
-from ..errors import SourceError
+from ..errors import SourceError, TlsFailed
 
 CA_BUNDLE_FIX = (
     "if a proxy or private CA re-signs TLS, put its CA certificate (PEM) in the file named by "
@@ -52,15 +52,13 @@ def _read_extra(ca_bundle: str) -> bytes:
     try:
         pem = Path(ca_bundle).read_bytes()
     except OSError as exc:
-        raise SourceError(
+        raise TlsFailed(
             f"entra.ca_bundle {ca_bundle} cannot be read ({exc.strerror})",
-            kind="tls",
             fix="check the path and its permissions",
         ) from None
     if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise SourceError(
+        raise TlsFailed(
             f"entra.ca_bundle {ca_bundle} holds no PEM certificate",
-            kind="tls",
             fix="entra.ca_bundle must be a PEM file of CA certificates",
         )
     return pem
@@ -87,9 +85,8 @@ def _cached_context(ca_bundle: str | None, stamp: int | None) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
         except ssl.SSLError as exc:
-            raise SourceError(
+            raise TlsFailed(
                 f"entra.ca_bundle {ca_bundle} is not a valid PEM CA bundle ({exc.reason})",
-                kind="tls",
                 fix="entra.ca_bundle must be a PEM file of CA certificates",
             ) from None
     return ctx
@@ -165,8 +162,7 @@ def is_certificate_failure(exc: BaseException) -> bool:
 
 def tls_error(host: str, exc: BaseException) -> SourceError:
     reason = getattr(exc, "verify_message", None) or "certificate verify failed"
-    return SourceError(
+    return TlsFailed(
         f"TLS: the certificate of {host} is not trusted ({reason})",
-        kind="tls",
         fix=CA_BUNDLE_FIX,
     )

@@ -33,7 +33,7 @@ from itertools import chain
 
 import orjson
 
-from ..errors import SourceError
+from ..errors import ReadCancelled
 from ..model import ABSENT, EntraUser, EntraView, GraphRead, overlay_user, unknown_user
 from ..read import GraphPage, ReadAccumulator
 
@@ -104,7 +104,7 @@ class StagedRead:
     def add(self, page: GraphPage) -> None:
         with self._lock:
             if self._abandoned:
-                raise SourceError("the read was abandoned", kind="cancelled")
+                raise ReadCancelled("the read was abandoned")
             if page.kind == "reset":
                 self._full = True
                 self._acc = ReadAccumulator(full=True)
