@@ -74,11 +74,13 @@ def write_problem(db: Path) -> str | None:
             f"chown {who.removeprefix('user ')} {directory} (or run syncd as its owner), or set store.path elsewhere"
         )
     for p in (db, *(Path(f"{db}{s}") for s in SIBLINGS)):
-        if p.exists() and not _can(p, os.R_OK | os.W_OK):
-            return (
-                f"the store {p} is not writable by {who} ({_owned(p)}): "
-                f"chown {who.removeprefix('user ')} {p} (or run syncd as its owner)"
-            )
+        if _can(p, os.R_OK | os.W_OK) or not p.exists():
+            continue
+        try:
+            owned = _owned(p)
+        except FileNotFoundError:  # a -wal or -shm goes as another process's last connection closes
+            continue
+        return f"the store {p} is not writable by {who} ({owned}): chown {who.removeprefix('user ')} {p} (or run syncd as its owner)"
     return None
 
 
