@@ -10,7 +10,7 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,6 @@ class Config:
     path: str | None = None  # where it was read from
     warnings: tuple[str, ...] = ()
     scim: tuple[ScimApp, ...] = ()  # SPEC §7: the SCIM applications, in the file's order
-
-    def with_store(self, path: str) -> Config:
-        return replace(self, store_path=path)
 
 
 # --------------------------------------------------------------------------- schema
@@ -324,22 +321,28 @@ def parse(
     )
     sync_cfg = SyncConfig(**values.get("sync", {}))
     mapping_cfg = MappingConfig(**values.get("mapping", {}))
-    store = values.get("store", {})
-    log = values.get("log", {})
-    metrics = values.get("metrics", {})
+    # the keys given, as Config's fields; a key not given takes the dataclass's default
+    given = {
+        field_name: value
+        for (section, key), field_name in _TOP_LEVEL.items()
+        if (value := values.get(section, {}).get(key)) is not None
+    }
+    for field_name in ("store_path", "metrics_textfile"):
+        if field_name in given:
+            given[field_name] = rel(given[field_name])
     return Config(
-        entra=entra_cfg,
-        sync=sync_cfg,
-        mapping=mapping_cfg,
-        store_path=rel(store.get("path", "/var/lib/syncd/syncd.db")),
-        retention_days=values.get("audit", {}).get("retention_days", 400),
-        log_level=log.get("level", "info"),
-        log_format=log.get("format", "text"),
-        metrics_textfile=rel(metrics["textfile"]) if "textfile" in metrics else None,
-        path=path,
-        warnings=tuple(warnings),
-        scim=scim,
+        entra=entra_cfg, sync=sync_cfg, mapping=mapping_cfg, path=path, warnings=tuple(warnings), scim=scim, **given
     )
+
+
+# the keys of the small sections, as Config's own fields
+_TOP_LEVEL = {
+    ("store", "path"): "store_path",
+    ("audit", "retention_days"): "retention_days",
+    ("log", "level"): "log_level",
+    ("log", "format"): "log_format",
+    ("metrics", "textfile"): "metrics_textfile",
+}
 
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
@@ -488,16 +491,15 @@ def _scim_apps(
         ca_bundle = rel(v["ca_bundle"]) if "ca_bundle" in v else None
         if ca_bundle is not None and not os.access(ca_bundle, os.R_OK):
             raise ConfigError(f"{where}.ca_bundle: {ca_bundle} cannot be read")
+        optional = {k: v[k] for k in ("token_expires", "concurrency", "enabled") if k in v}  # (else the defaults)
         apps.append(ScimApp(
             name=name,
             base_url=v["base_url"].rstrip("/"),
             token_file=token_file,
             token=_scim_token(name, token_file, warnings) if read else None,
-            token_expires=v.get("token_expires"),
             ca_bundle=ca_bundle,
-            concurrency=v.get("concurrency", 4),
             deactivation_threshold=v.get("deactivation_threshold", default_threshold),
-            enabled=v.get("enabled", True),
+            **optional,
         ))
     return tuple(apps)
 

@@ -142,3 +142,28 @@ def test_commands_that_do_not_talk_to_graph_work_without_the_secret(tmp_path: Pa
         assert result.code == 0, (args, result)
     result = run_syncd("sync", "--config", str(path))
     assert result.code == 2 and "entra.client_secret_file" in result.err
+
+
+def test_a_key_not_given_takes_its_dataclass_default(tmp_path: Path) -> None:
+    """Defaults live in one place, the dataclasses: a configuration naming only what is
+    required resolves to exactly them."""
+    import dataclasses
+
+    from syncd.config import Config, MappingConfig, ScimApp, SyncConfig, parse
+
+    token = tmp_path / "app.token"
+    token.write_text("t\n")
+    token.chmod(0o600)
+    ids = {"tenant_id": "contoso.example", "client_id": "11111111-1111-4111-8111-111111111111",
+           "service_principal_id": "22222222-2222-4222-8222-222222222222", "client_secret": "s"}
+    cfg = parse({"entra": ids, "scim": [{"name": "app", "base_url": "https://app.example/scim", "token_file": str(token)}]},
+                base_dir=tmp_path)
+    assert cfg.sync == SyncConfig() and cfg.mapping == MappingConfig()
+    for f in dataclasses.fields(Config):
+        if f.default is not dataclasses.MISSING and f.name not in ("path", "warnings", "scim"):
+            assert getattr(cfg, f.name) == f.default, f.name
+    (app,) = cfg.scim
+    for f in dataclasses.fields(ScimApp):
+        if f.default is not dataclasses.MISSING and f.name not in ("token", "ca_bundle"):
+            assert getattr(app, f.name) == f.default, f.name
+    assert app.deactivation_threshold == SyncConfig.deactivation_threshold
