@@ -257,6 +257,7 @@ class Change:
     user_entra_id: str | None = None
     status: EntryStatus = "success"
     error: bool = False  # a "skip" that is an error (R5, R9, R10) makes the cycle partial
+    failure: str | None = None  # why applying it failed (status "failure"): what failures.py keeps
 
     def modifications(self) -> Mapping[str, tuple[object, object]]:
         """What the change modifies, old -> new.

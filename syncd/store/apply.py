@@ -99,6 +99,7 @@ class Applier:
     @staticmethod
     def _failed(change: Change, exc: Exception) -> None:
         change.status = "failure"
+        change.failure = str(exc)
         change.reason = f"{change.reason}; failed: {exc}"
 
     # ---- batches: a full cycle creates every user and membership at once. One

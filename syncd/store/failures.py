@@ -76,7 +76,7 @@ def record(store: Store, changes: list[Change], now: str) -> None:
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET attempts = excluded.attempts,"
                 " skip_until_seq = excluded.skip_until_seq, last_error = excluded.last_error,"
                 " last_failed_at = excluded.last_failed_at",
-                (key, c.name, attempts, seq + skip, c.reason.rsplit("failed: ", 1)[-1], now, now),
+                (key, c.name, attempts, seq + skip, c.failure or c.reason, now, now),
             )
 
 
