@@ -56,7 +56,7 @@ class CycleOptions:
     cycle_id: str | None = None
 
 
-# (config, delta links or None, progress, on_page) -> GraphRead; (config, users, groups, progress) -> GraphRead
+# (config, delta links or None, progress, on_page) -> GraphRead; (config, users, groups) -> GraphRead
 Reader = Callable[..., GraphRead]
 Progress = Callable[[str, int], None] | None
 
@@ -80,7 +80,7 @@ def default_reader(config: Config, delta_links: dict[str, str] | None, progress:
     return read_graph(config.entra, delta_links, timeout_s=config.sync.cycle_timeout_minutes * 60, progress=progress, on_page=on_page)
 
 
-def default_on_demand_reader(config: Config, users: list[str], groups: list[str], progress: Progress = None) -> GraphRead:
+def default_on_demand_reader(config: Config, users: list[str], groups: list[str]) -> GraphRead:
     from .source.graph import read_on_demand_graph
 
     return read_on_demand_graph(config.entra, users, groups, timeout_s=config.sync.cycle_timeout_minutes * 60)
@@ -112,7 +112,7 @@ def _fewer_gc_passes() -> Iterator[None]:
     """Let the cyclic GC run rarely during a cycle.
 
     A cycle allocates 10^5-10^6 objects that nearly all live until its end; with the default
-    thresholds the collector rescans them hundreds of times (100k users: plan 3.4 s -> 2.1 s).
+    thresholds the collector rescans them hundreds of times (BENCHMARKS.md).
     Reference counting still frees everything else at once.
     """
     before = gc.get_threshold()
@@ -146,7 +146,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     t0 = time.monotonic()
     try:
         if on_demand:
-            read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups), progress))
+            read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups)))
         else:
             # pages are taken as they arrive; a full read's users go straight to the store
             sink = store.staged_read(full=not links)

@@ -26,7 +26,6 @@ SUSPICIOUS_SHARE = 0.1
 class Guarded:
     plan: Plan
     held: bool = False
-    staged: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -114,6 +113,5 @@ def r15_stage_deactivations(
     for c in pending:
         c.status = "staged"
         c.reason = f"staged: {c.reason}"
-    result.staged = pending
     result.errors.append(why)
     result.held = True

@@ -1,9 +1,9 @@
 """A report's entries a thousand to a chunk, zlib-compressed: as they are held and stored.
 
 An entry is canonical JSON (``model.canonical``), which never holds a raw newline, so a
-chunk's text is its entries joined by newlines. A 100k-user first cycle has 81k entries of
-~400 bytes: as one row each they were 35 MB of a 69 MB store, and writing them (and the
-commit that flushes them) took ~1 s; as chunks they are ~3 MB (level 1 compresses ~300 MB/s).
+chunk's text is its entries joined by newlines. As one row each, a big cycle's entries were
+half of the store and a good part of its commit; compressed in chunks they are a tenth of
+that (BENCHMARKS.md).
 The audit hash chain is computed over the entries' text, not over this encoding.
 """
 

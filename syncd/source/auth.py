@@ -393,7 +393,7 @@ class TokenSource:
 
         # what the thread imports (msal; tenacity for its retries) is imported here, before the
         # caller's own imports: in the thread it shared the CPU with them, and the token
-        # endpoint's first request left ~0.7 s after start
+        # endpoint's first request left late
         import msal  # noqa: F401
         import tenacity  # noqa: F401
 

@@ -112,7 +112,7 @@ class Store:
             require_json(conn)
             # (a new store's page size; an existing one keeps its own) a full cycle
             # writes tens of MB in one commit, one WAL frame per page: 16 KB pages
-            # write a quarter of the frames (100k users: commit ~0.25 -> ~0.2 s)
+            # write a quarter of the frames
             conn.execute("PRAGMA page_size = 16384")
             conn.execute("PRAGMA journal_mode = WAL")
             # a committed cycle (and its report) must survive a crash of the host, not just the process
@@ -199,7 +199,7 @@ class Store:
         """Copy the WAL into the database on a helper thread, with a connection of its own.
 
         A full cycle commits tens of MB; copying them (and syncing the file) takes as long
-        as the commit did (100k users: ~0.13 s each). sqlite3 lets go of the GIL meanwhile,
+        as the commit did. sqlite3 lets go of the GIL meanwhile,
         so the cycle's report is printed, or the daemon goes back to sleep, while it runs.
         ``wait_for_checkpoints`` waits for it (the CLI does, before it exits).
         """

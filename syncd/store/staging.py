@@ -14,8 +14,8 @@ Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_he
 the planner then takes the read's view of Entra as the mirror will hold it
 (``Fold.take_view``) instead of reading it back. The fold is SQLite's work alone, and
 sqlite3 lets go of the GIL while a statement runs, so ``Fold`` runs it on a helper thread
-while the planner, pure Python with no I/O, plans. 100k users: the fold's ~0.35 s and the
-~0.35 s of reading the mirror back no longer count.
+while the planner, pure Python with no I/O, plans: neither the fold nor reading the mirror
+back is on the cycle's path (BENCHMARKS.md).
 
 Everything else (assignments, groups and members, and every page of an incremental read)
 is small, and the scoped planner needs it in hand: it stays in a ``ReadAccumulator``. A
@@ -41,8 +41,8 @@ _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 
 # the last occurrence of a user in the read wins (delta replays: INSERT OR REPLACE in (id,
 # seq) order); rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is
-# filled by appending instead of by inserts at random places in its B-tree. 100k users:
-# 0.25 s (a row_number() window picking the latest row first: 0.8 s)
+# filled by appending instead of by inserts at random places in its B-tree (a row_number()
+# window picking the latest row first costs three times as much)
 FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
 
 def _user(r: tuple) -> EntraUser:
