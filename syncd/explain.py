@@ -4,7 +4,8 @@ provision-on-demand shows (import → scope → match → action), ending in one
 It works from the store's mirror of Entra, the state the last completed cycle read and
 planned from, not from a live Graph call:
 - it answers the question operators actually ask ("why did the last cycle do that?") with
-  the very data and rules (``r1_scope``, ``r5_map_attributes``) the cycle used;
+  the very data and rules the cycle used: what the next cycle would do is the planner's
+  own answer, over the same scoped view a cycle plans this user with;
 - it needs no credential, no network and no Graph permission, so it works offline, as root
   or as the service user, and while Graph is down (which is often when the question comes);
 - it says as of which cycle the mirror is, and `syncd sync --user USER` refreshes one user
@@ -13,16 +14,18 @@ planned from, not from a live Graph call:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from .config import Config
-from .model import EntraUser, EntraView
-from .plan.rules import guest_upn, r1_scope, r5_map_attributes
+from .model import Change, EntraUser, EntraView
+from .plan.rules import guest_upn, names_claimed, plan, r1_scope, r5_map_attributes
 from .plan.settings import PlanSettings
-from .report.chunks import unpack
+from .store.audit import last_mirroring_cycle, last_user_entry
 from .store.db import Store
+from .store.local import group_names_of, match_user, staged_deactivation
+from .store.scoped import scoped_views
 
 
 @dataclass
@@ -62,26 +65,6 @@ def _find_entra(view: EntraView, ref: str) -> EntraUser | None:
     return None
 
 
-def _find_local(store: Store, ref: str, entra_id: str | None) -> dict[str, Any] | None:
-    c = store.conn
-    queries: list[tuple[str, object]] = []
-    if entra_id:
-        queries.append(("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", entra_id))
-    if ref.isdigit():
-        queries.append(("SELECT * FROM users WHERE id = ?", int(ref)))
-    queries += [
-        ("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", ref),
-        ("SELECT * FROM users WHERE user_name = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
-        ("SELECT * FROM users WHERE email = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
-    ]
-    for sql, arg in queries:
-        cur = c.execute(sql, (arg,))
-        row = cur.fetchone()
-        if row:
-            return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
-    return None
-
-
 def _nested_paths(view: EntraView, uid: str, assigned_groups: set[str]) -> list[list[str]]:
     """Paths assigned group → nested group(s) → … that reach the user only through nesting."""
     paths: list[list[str]] = []
@@ -104,41 +87,12 @@ def _group_name(view: EntraView, gid: str) -> str:
     return f"{g.display_name!r}" if g and g.display_name else gid
 
 
-def _last_entry(store: Store, entra_id: str | None, local_id: int | None) -> dict[str, Any] | None:
-    if not entra_id and local_id is None:
-        return None
-    needle = entra_id if entra_id else f'"local_id":{local_id}'
-    chunks = store.conn.execute(
-        "SELECT c.cycle_id, c.ended_at, c.mode, c.trigger, e.entries FROM entry_chunks e JOIN cycles c ON c.seq = e.cycle_seq"
-        " WHERE c.dry_run = 0 ORDER BY e.cycle_seq DESC, e.first_n DESC"
-    )
-    for cycle_id, ended_at, mode, trigger, stored in chunks:  # newest first, read only as far as needed
-        try:
-            entries = unpack(stored)
-        except ValueError:
-            continue  # a damaged chunk is `audit verify`'s to report
-        for raw in reversed(entries):
-            if needle not in raw:
-                continue
-            entry = json.loads(raw)
-            if entry.get("object_type") != "user":
-                continue
-            if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
-                return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
-    return None
-
-
 def explain(store: Store, config: Config, ref: str) -> Explanation:
     settings = PlanSettings.from_config(config)
-    c = store.conn
-    last = c.execute(
-        "SELECT cycle_id, ended_at, mode FROM cycles WHERE dry_run = 0 AND status != 'failed' AND mode != 'on_demand'"
-        " ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    as_of = {"cycle_id": last[0], "ended_at": last[1], "mode": last[2]} if last else None
+    as_of = last_mirroring_cycle(store)
     view = store.load_entra_view()
     user = _find_entra(view, ref)
-    local = _find_local(store, ref, user.id if user else None)
+    local = match_user(store, ref, user.id if user else None)
     ex = Explanation(query=ref, mirror_as_of=as_of, entra_id=user.id if user else (local or {}).get("entra_id"),
                      local_id=local["id"] if local else None, provisioned=False)
     step = ex.steps.append
@@ -192,8 +146,7 @@ def explain(store: Store, config: Config, ref: str) -> Explanation:
     # 3. match: in the local directory?
     groups: list[str] = []
     if local is not None:
-        groups = [r[0] for r in c.execute(
-            "SELECT g.name FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name", (local["id"],))]
+        groups = group_names_of(store, local["id"])
         step(Step("In the local directory", "yes",
                   f"local user {local['id']} {local['user_name']}, {local['status']}, "
                   f"{'managed by Entra ID' if local['managed'] else 'unmanaged (local)'}"
@@ -202,63 +155,82 @@ def explain(store: Store, config: Config, ref: str) -> Explanation:
         step(Step("In the local directory", "no", "no local user matches"))
 
     # 4. action: the last one, in which cycle; anything staged?
-    last_entry = _last_entry(store, ex.entra_id, local["id"] if local else None)
+    last_entry = last_user_entry(store, ex.entra_id, local["id"] if local else None)
     if last_entry:
         step(Step("Last action", "info",
                   f"{last_entry['action']} ({last_entry['status']}) in cycle {last_entry['cycle_id']} "
                   f"({last_entry['trigger']}, {last_entry['ended_at']}): {last_entry['reason']}"))
     else:
         step(Step("Last action", "info", "no cycle has changed this user"))
-    staged = c.execute("SELECT cycle_id, reason FROM staged_deactivations WHERE entra_id = ?", (ex.entra_id,)).fetchone() if ex.entra_id else None
+    staged = staged_deactivation(store, ex.entra_id) if ex.entra_id else None
     if staged:
         step(Step("Staged", "warning", f"a deactivation staged by the threshold in cycle {staged[0]} waits for `syncd sync --approve-deactivations` ({staged[1]})"))
 
+    # 5. what the next cycle would do: the planner's answer, not a restatement of the rules
+    planned = _planned(store, settings, ex.entra_id) if as_of else []
+    if staged:
+        planned = []  # (held by R15 until approved: the step above says so)
+    step(Step("Next cycle", "info" if planned else "yes",
+              "; ".join(f"{c.action}{' ' + c.name if c.object_type == 'membership' else ''}: {c.reason}" for c in planned)
+              or ("its deactivation waits for approval" if staged else "nothing to change")))
+
     ex.provisioned = bool(local and local["managed"] and local["status"] == "active")
-    ex.conclusion = _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view)
+    ex.conclusion = _conclusion(ref, user, local, in_scope, nested, settings, last_entry, view, planned, staged)
     return ex
 
 
-def _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view) -> str:
+def _planned(store: Store, settings: PlanSettings, entra_id: str | None) -> list[Change]:
+    """The user's own changes in the plan a cycle would make now, from the mirror: planned
+    over the scoped view a cycle plans a touched user with."""
+    if not entra_id:
+        return []
+    entra, directory = scoped_views(store, ({entra_id}, set()), partial(names_claimed, settings=settings))
+    own = plan(entra, directory, settings, own_users={entra_id}).changes
+    user = [c for c in own if c.object_type == "user" and c.entra_id == entra_id]
+    return user + [c for c in own if c.object_type == "membership" and c.user_entra_id == entra_id]
+
+
+_NEXT = {"create": "creates", "adopt": "adopts", "update": "updates", "reactivate": "reactivates", "deactivate": "deactivates"}
+
+
+def _conclusion(ref, user, local, in_scope, nested, settings, last_entry, view, planned: list[Change], staged) -> str:
     who = user.user_principal_name if user else ref
-    local_active = bool(local and local["status"] == "active")
+    change = next((c for c in planned if c.object_type == "user"), None)
+    if change is not None and change.action == "skip":
+        next_cycle = f"it cannot be provisioned: {change.reason}"
+    elif change is not None:
+        next_cycle = f"the next cycle {_NEXT.get(change.action, change.action)} {'it' if change.local_id is None else 'local user ' + str(change.local_id)}: {change.reason}"
+    elif staged:
+        next_cycle = "its deactivation is staged (R15), waiting for `syncd sync --approve-deactivations`"
+    elif planned:
+        next_cycle = "the next cycle changes its groups: " + "; ".join(f"{c.action} {c.name}" for c in planned)
+    else:
+        next_cycle = ""
     if user is None:
-        if local is not None and not local["managed"]:
+        if local is None:
+            return (f"{who} was not found in Entra ID as of the last cycle nor in the local directory: check the name, "
+                    "or run `syncd sync` if the user was created since.")
+        if not local["managed"]:
             return f"{who} is an unmanaged local user: Entra ID does not know it, so syncd leaves it under local control."
-        if local is not None:
-            return (f"{who} is no longer in Entra ID (deleted): the local user {'is deactivated' if not local_active else 'will be deactivated by the next cycle'} and keeps its record.")
-        return (f"{who} was not found in Entra ID as of the last cycle nor in the local directory: check the name, "
-                "or run `syncd sync` if the user was created since.")
-    if not user.account_enabled:
-        return (f"{who} is disabled in Entra ID, so syncd does not provision them"
-                + (" and the local user is deactivated." if local and not local_active else
-                   ": the next cycle deactivates the local user." if local_active else "."))
+        return f"{who} is no longer in Entra ID (deleted)" + (f": {next_cycle}." if next_cycle else "; the local user is deactivated and keeps its record.")
+    if user.account_enabled is False:
+        return f"{who} is disabled in Entra ID" + (f": {next_cycle}." if next_cycle else "; syncd does not provision them.")
     if not in_scope:
         if nested and settings.group_members == "direct":
             path = " → ".join(_group_name(view, g) for g in nested[0])
-            return (f"{who} is only a member of a nested group ({path}): like Entra ID, syncd provisions only direct members "
-                    f"of assigned groups; assign {_group_name(view, nested[0][-1])} to the application, or set sync.group_members = \"transitive\".")
-        base = (f"{who} is not assigned to the application, directly or through a group (what Entra reports as AADSTS50105 at "
-                "sign-in): syncd does not provision them; assign the user, or a group they are a direct member of, "
-                "to the enterprise application in Entra ID")
-        if local_active and local["managed"]:
-            if settings.skip_out_of_scope_deactivations:
-                return base + "; the local user stays active because sync.skip_out_of_scope_deactivations = true."
-            if staged:
-                return base + "; the local user's deactivation is staged, waiting for approval."
-            return base + "; the next cycle deactivates the local user."
-        return base + "."
-    if isinstance(mapped, str):
-        return f"{who} is in scope but cannot be provisioned: {mapped}."
-    if local is None:
-        if last_entry and last_entry["action"] == "skip":
-            return f"{who} is in scope but was skipped by the last cycle: {last_entry['reason']}."
-        return f"{who} is in scope and enabled but not in the local directory yet: the next cycle creates them."
-    if not local["managed"]:
-        return f"{who} is in scope: the next cycle adopts the unmanaged local user {local['user_name']}."
-    if not local_active:
-        return f"{who} is in scope and enabled: the next cycle reactivates the local user {local['user_name']} (the same record)."
-    when = f" (last {last_entry['action']} in cycle {last_entry['cycle_id']})" if last_entry else ""
-    return f"{who} is provisioned: local user {local['id']} ({local['user_name']}) is active and managed by Entra ID{when}."
+            base = (f"{who} is only a member of a nested group ({path}): like Entra ID, syncd provisions only direct members "
+                    f"of assigned groups; assign {_group_name(view, nested[0][-1])} to the application, or set sync.group_members = \"transitive\"")
+        else:
+            base = (f"{who} is not assigned to the application, directly or through a group (what Entra reports as AADSTS50105 at "
+                    "sign-in): syncd does not provision them; assign the user, or a group they are a direct member of, "
+                    "to the enterprise application in Entra ID")
+        return base + (f"; {next_cycle}." if next_cycle else ".")
+    if next_cycle:
+        return f"{who} is in scope: {next_cycle}."
+    if local is not None and local["managed"] and local["status"] == "active":
+        when = f" (last {last_entry['action']} in cycle {last_entry['cycle_id']})" if last_entry else ""
+        return f"{who} is provisioned: local user {local['id']} ({local['user_name']}) is active and managed by Entra ID{when}."
+    return f"{who} is in scope; the next cycle changes nothing for it."
 
 
 def render(ex: Explanation) -> str:

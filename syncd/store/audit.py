@@ -333,3 +333,38 @@ def _diagnose(header: dict[str, Any], document: str, entries: list[str]) -> tupl
     if recorded is not None:
         return "header_changed", "its header does not match its hash (the entries do)"
     return "header_changed", "its header or entries do not match its hash"
+
+
+def last_user_entry(store: Store, entra_id: str | None, local_id: int | None) -> dict[str, Any] | None:
+    """The newest entry of a committed cycle about this user (with its cycle's id, end, mode
+    and trigger), reading the stored chunks only as far back as needed."""
+    if not entra_id and local_id is None:
+        return None
+    needle = entra_id if entra_id else f'"local_id":{local_id}'
+    chunks = store.conn.execute(
+        "SELECT c.cycle_id, c.ended_at, c.mode, c.trigger, e.entries FROM entry_chunks e JOIN cycles c ON c.seq = e.cycle_seq"
+        " WHERE c.dry_run = 0 ORDER BY e.cycle_seq DESC, e.first_n DESC"
+    )
+    for cycle_id, ended_at, mode, trigger, stored in chunks:  # newest first, read only as far as needed
+        try:
+            entries = unpack(stored)
+        except ValueError:
+            continue  # a damaged chunk is `audit verify`'s to report
+        for raw in reversed(entries):
+            if needle not in raw:
+                continue
+            entry = json.loads(raw)
+            if entry.get("object_type") != "user":
+                continue
+            if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
+                return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
+    return None
+
+
+def last_mirroring_cycle(store: Store) -> dict[str, Any] | None:
+    """The last cycle that read Entra ID whole or by delta and committed: what the mirror is as of."""
+    row = store.conn.execute(
+        "SELECT cycle_id, ended_at, mode FROM cycles WHERE dry_run = 0 AND status != 'failed' AND mode != 'on_demand'"
+        " ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return {"cycle_id": row[0], "ended_at": row[1], "mode": row[2]} if row else None

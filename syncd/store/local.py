@@ -244,3 +244,36 @@ def entra_id_for_user(store: Store, ref: str) -> str | None:
         if row:
             return str(row[0])
     return None
+
+
+def match_user(store: Store, ref: str, entra_id: str | None) -> dict[str, Any] | None:
+    """The local user ``ref`` names for explain: by Entra id, local id, user_name or email
+    (an active one first); None when there is none."""
+    c = store.conn
+    queries: list[tuple[str, object]] = []
+    if entra_id:
+        queries.append(("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", entra_id))
+    if ref.isdigit():
+        queries.append(("SELECT * FROM users WHERE id = ?", int(ref)))
+    queries += [
+        ("SELECT * FROM users WHERE entra_id = ? COLLATE NOCASE", ref),
+        ("SELECT * FROM users WHERE user_name = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
+        ("SELECT * FROM users WHERE email = ? COLLATE NOCASE ORDER BY status = 'active' DESC, id", ref),
+    ]
+    for sql, arg in queries:
+        cur = c.execute(sql, (arg,))
+        row = cur.fetchone()
+        if row:
+            return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+    return None
+
+
+def group_names_of(store: Store, user_id: int) -> list[str]:
+    return [r[0] for r in store.conn.execute(
+        "SELECT g.name FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name", (user_id,))]
+
+
+def staged_deactivation(store: Store, entra_id: str) -> tuple[str, str] | None:
+    """(cycle id, reason) of the user's deactivation staged by R15, if one is."""
+    row = store.conn.execute("SELECT cycle_id, reason FROM staged_deactivations WHERE entra_id = ?", (entra_id,)).fetchone()
+    return (row[0], row[1]) if row else None

@@ -153,3 +153,29 @@ def test_before_any_cycle(env):
     r = env.cli("explain", "ada@contoso.onmicrosoft.com")
     assert r.code == 0, r
     assert "no cycle has completed yet" in r.out
+
+
+def test_what_the_next_cycle_would_do_is_the_planners_answer(env):
+    """explain runs the planner over the view a cycle would plan the user with: a rename the
+    last cycle refused (R6a) is what it says is next, with the planner's reason, and the
+    cycle that follows does exactly that."""
+    t = env.tenant
+    env.configure()
+    assert env.cli("users", "add", "x@contoso.onmicrosoft.com", "--name", "Local X").code == 0
+    uid = t.add_user("someone@contoso.onmicrosoft.com")
+    t.assign(uid)
+    assert env.cli("sync").code == 0
+    assert "nothing to change" in _step(_explain(env, uid), "Next cycle").detail
+    t.update_user(uid, upn="x@contoso.onmicrosoft.com")
+    assert env.cli("sync").code == 3  # (partial: the rename is refused)
+    ex = _explain(env, uid)
+    detail = _step(ex, "Next cycle").detail
+    assert detail.startswith("skip: user ") and "cannot be renamed as x@contoso.onmicrosoft.com" in detail, detail
+    assert "cannot be provisioned" in ex.conclusion and "held by x@contoso.onmicrosoft.com" in ex.conclusion
+    # and the next cycle does just that, for the same reason
+    import json
+
+    r = env.cli("sync", "--json")
+    assert r.code == 3, r
+    [entry] = [e for e in json.loads(r.out)["entries"] if e["entra_id"] == uid and e["object_type"] == "user"]
+    assert detail == f"{entry['action']}: {entry['reason']}"
