@@ -203,7 +203,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 if read.full:
                     store.set_meta("last_full_at", report.started_at)
                 # the next cycle may skip planning when nothing changes: this one left nothing pending
-                clean = report.status == "succeeded" and not store.conn.execute("SELECT 1 FROM staged_deactivations").fetchone()
+                clean = report.status == "succeeded" and not store.has_staged_deactivations()
                 store.set_meta("plan_clean", fingerprint if clean else None)
             else:
                 # on demand, the mirror (assignments included) was refreshed but only a few
@@ -234,7 +234,7 @@ def _settle(
     that needs no slices takes the read's view of Entra (``_view_of_read``) and folds
     them while it plans; every other plan reads the mirror.
     """
-    approved = _approved(store) if options.approve_deactivations else None
+    approved = store.staged_entra_ids() if options.approve_deactivations else None
     t1 = time.monotonic()  # (the plan phase: taking the read's view of Entra is part of it)
     read_view = _view_of_read(store, fold, settings) if fold is not None and touched is None and not on_demand else None
     if fold is not None and read_view is None:
@@ -257,7 +257,7 @@ def _settle(
     if not options.dry_run and not on_demand:  # what the directory waits on is settled here
         # R15: what stays staged is what this plan stages; a staged user back in scope
         # (or deactivated meanwhile) no longer waits for approval
-        store.conn.execute("DELETE FROM staged_deactivations")
+        store.clear_staged_deactivations()
         forgetting = failures.Forgetting(store)
         forgetting.wanted_by(the_plan.changes)
     _backing_off(report, _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand))
@@ -325,7 +325,7 @@ def _settle_in_slices(
     guard_directory.active_managed = active
     admin = guard_directory.admin_group()
     admin_ref = ("local", admin.id) if admin is not None else None
-    store.conn.execute("DELETE FROM staged_deactivations")  # R15, as in _settle
+    store.clear_staged_deactivations()  # R15, as in _settle
     forgetting = failures.Forgetting(store)
     judged_later: list[Change] = []
     judged_keys: set[str] = set()
@@ -488,10 +488,6 @@ def _status(report: CycleReport, held: bool) -> str:
     if report.counts.get("failure") or report.errors:
         return "partial"
     return "succeeded"
-
-
-def _approved(store: Store) -> set[str]:
-    return {r[0] for r in store.conn.execute("SELECT entra_id FROM staged_deactivations")}
 
 
 def _missing_on_demand(options: CycleOptions, read: GraphRead, report: CycleReport) -> None:

@@ -170,24 +170,19 @@ def reports_export(since: datetime | None, status: str | None, output: str | Non
 
     _output(output)
     store, _ = _open_store()
-    with store:
-        c = store.conn
-        c.execute("BEGIN")  # one snapshot while streaming
+    with store, store.snapshot():  # one state of the store while streaming
         try:
-            try:
-                out = open_private(output) if output else sys.stdout
-            except OSError as exc:
-                raise _write_failed(str(output), exc) from None
-            n = 0
-            try:
-                for line in export_reports(store, since=since, status=status):
-                    out.write(line)
-                    n += 1
-            finally:
-                if output:
-                    out.close()
+            out = open_private(output) if output else sys.stdout
+        except OSError as exc:
+            raise _write_failed(str(output), exc) from None
+        n = 0
+        try:
+            for line in export_reports(store, since=since, status=status):
+                out.write(line)
+                n += 1
         finally:
-            c.execute("COMMIT")
+            if output:
+                out.close()
     if output:
         click.echo(f"wrote {n} cycles to {output}", err=True)
 

@@ -195,6 +195,27 @@ class Store:
         if checkpoint_behind:
             self.checkpoint_behind()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: what is read inside it is one state of the store, however
+        long the reading takes (a cycle may commit meanwhile)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    # ---- R15's staged deactivations
+    def staged_entra_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT entra_id FROM staged_deactivations")}
+
+    def has_staged_deactivations(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM staged_deactivations").fetchone() is not None
+
+    def clear_staged_deactivations(self) -> None:
+        """What stays staged is what this cycle's plan stages (inside the cycle's transaction)."""
+        self.conn.execute("DELETE FROM staged_deactivations")
+
     def checkpoint_behind(self) -> None:
         """Copy the WAL into the database on a helper thread, with a connection of its own.
 
