@@ -83,6 +83,19 @@ def save_report(store: Store, report: CycleReport) -> None:
     store.set_meta("chain_head", digest)
 
 
+def resave_report(store: Store, report: CycleReport) -> None:
+    """Store ``report`` again in place of the newest stored cycle, the same one (after a SCIM
+    push added its entries, R24): the chain is computed again from the cycle before it."""
+    c = store.conn
+    with store.transaction():
+        row = c.execute("SELECT seq, cycle_id FROM cycles ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None or row[1] != report.cycle_id:
+            raise SyncdError(f"cycle {report.cycle_id} is not the newest stored cycle: its report cannot be completed")
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (row[0],))
+        c.execute("DELETE FROM cycles WHERE seq = ?", (row[0],))
+        save_report(store, report)
+
+
 def _chunks(store: Store, seq: int) -> list[tuple[int, object]]:
     return store.conn.execute(
         "SELECT first_n, entries FROM entry_chunks WHERE cycle_seq = ? ORDER BY first_n", (seq,)

@@ -1,0 +1,123 @@
+"""R24/R25 through the real CLI: a cycle (Graph simulator over HTTPS, msal, msgraph-sdk) that then
+pushes to real scim2-server applications (`syncd sync --json` in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Env
+from tests.push.conftest import TOKEN, AppView, ScimServer
+
+D = "contoso.onmicrosoft.com"
+
+
+class PushEnv(Env):
+    """The e2e Env with ``[[scim]]`` applications appended to its configuration."""
+
+    apps: list[dict[str, Any]]
+
+    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
+        path = super().configure(path, **overrides)
+        tables = []
+        for app in getattr(self, "apps", []):
+            tables.append("\n[[scim]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in app.items()))
+        path.write_text(path.read_text() + "".join(tables))
+        return path
+
+    def add_app(self, name: str, base_url: str, token: str = TOKEN, **keys: Any) -> Path:
+        token_file = self.tmp / f"{name}-token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        self.apps = [*getattr(self, "apps", []), {"name": name, "base_url": base_url, "token_file": str(token_file), **keys}]
+        return self.configure()
+
+
+@pytest.fixture
+def penv(tmp_path: Path) -> Iterator[PushEnv]:
+    yield from PushEnv.running(tmp_path)
+
+
+def _app(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(a for a in report["apps"] if a["name"] == name)
+
+
+def _pushed(report: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    return [e for e in report["entries"] if e.get("target") == target]
+
+
+def test_users_arrive_deactivation_no_change_and_dry_run(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    t = penv.tenant
+    alice, bob = t.add_user(f"alice@{D}"), t.add_user(f"bob@{D}")
+    team = t.add_group("Team")
+    t.add_member(team, alice)
+    t.add_member(team, bob)
+    t.assign(team)
+    base = servers["patch"].tenant()
+    penv.add_app("split", base)
+    view = AppView(base)
+
+    # a dry run first: every request listed, none sent (the application stays empty)
+    dry = penv.sync("--dry-run")
+    planned = _app(dry, "split")["planned"]
+    assert [p["method"] for p in planned].count("POST") == 3  # two users, one group
+    assert {e["target"] for e in _pushed(dry, "split")} == {"split"}
+    assert view.users() == [] and view.groups() == []
+
+    report = penv.sync()
+    assert report["status"] == "succeeded", report["errors"]
+    assert {e["target"] for e in report["entries"]} == {"local", "split"}
+    users, groups = view.state()
+    assert set(users) == {f"alice@{D}", f"bob@{D}"} and users[f"alice@{D}"][3] is True
+    assert groups["Team"] == {f"alice@{D}", f"bob@{D}"}
+    assert _app(report, "split")["status"] == "succeeded" and _app(report, "split")["requests"] > 0
+    # the stored report is the printed one, in the hash chain
+    stored = json.loads(penv.cli("report", "latest", "--format", "json").out)
+    assert len(_pushed(stored, "split")) == len(_pushed(report, "split")) and stored["apps"] == report["apps"]
+    assert penv.cli("audit", "verify").code == 0
+    csv = penv.cli("report", "latest", "--format", "csv").out
+    assert csv.splitlines()[0].endswith(",target") and ",split" in csv
+
+    # nothing changed: not a single request to the application
+    quiet = penv.sync()
+    assert quiet["mode"] == "incremental" and _app(quiet, "split")["requests"] == 0 and _pushed(quiet, "split") == []
+
+    # a deactivation in Entra: active=false in the application, never deleted
+    t.disable_user(bob)
+    report = penv.sync()
+    assert ("deactivate", f"bob@{D}") in {(e["action"], e["name"]) for e in _pushed(report, "split")}
+    users, groups = view.state()
+    assert users[f"bob@{D}"][3] is False and groups["Team"] == {f"alice@{D}"}
+
+    # a dry run with a change to push sends no write either
+    t.disable_user(alice)
+    dry = penv.sync("--dry-run")
+    assert any(p["method"] == "PATCH" for p in _app(dry, "split")["planned"])
+    assert view.state()[0][f"alice@{D}"][3] is True
+    view.http.close()
+
+
+def test_refused_token_makes_the_cycle_partial_and_other_apps_go_on(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    t = penv.tenant
+    t.assign(t.add_user(f"alice@{D}"))
+    bad, good = servers["patch"].tenant(), servers["bulk"].tenant()
+    penv.add_app("broken", bad, token="not-the-token")
+    penv.add_app("split", good)
+    report = penv.sync(expect=3)
+    assert report["status"] == "partial"
+    (error,) = [e for e in report["errors"] if e.startswith("broken:")]
+    assert "401" in error and "token_file" in error and "broken-token" in error
+    assert "not-the-token" not in json.dumps(report) and TOKEN not in json.dumps(report)
+    assert _app(report, "broken")["status"] == "failed" and _app(report, "split")["status"] == "succeeded"
+    # the local directory is committed all the same, and the other application got its user
+    assert set(penv.users()) == {f"alice@{D}"}
+    view = AppView(good)
+    assert set(view.state()[0]) == {f"alice@{D}"}
+    view.http.close()
+    result = penv.cli("sync")
+    assert result.code == 3 and "Traceback" not in result.err
+    assert "broken:" in result.out and "not-the-token" not in result.out + result.err
