@@ -54,6 +54,9 @@ def render_text_summary(report: CycleReport) -> str:
         f"  {counts}; {report.graph_requests} Graph requests"
         + (f" ({report.throttled} throttled)" if report.throttled else ""),
     ]
+    for app in report.apps:  # SPEC §7: each SCIM application pushed in this cycle
+        planned = f", {len(app['planned'])} request(s) planned" if "planned" in app else ""
+        lines.append(f"  app {app['name']}: {app['status']}, {app.get('requests', 0)} request(s){planned}")
     lines += [f"  note: {_one_line(n)}" for n in report.notes]
     lines += [f"  error: {_one_line(e)}" for e in report.errors]
     return "\n".join(lines)

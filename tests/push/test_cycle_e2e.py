@@ -121,3 +121,21 @@ def test_refused_token_makes_the_cycle_partial_and_other_apps_go_on(penv: PushEn
     result = penv.cli("sync")
     assert result.code == 3 and "Traceback" not in result.err
     assert "broken:" in result.out and "not-the-token" not in result.out + result.err
+    assert "app broken: failed" in result.out and "app split: succeeded, 0 request(s)" in result.out
+
+
+def test_on_demand_cycle_pushes_the_application_in_step(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    t = penv.tenant
+    alice = t.add_user(f"alice@{D}")
+    t.assign(alice)
+    base = servers["bulk"].tenant()
+    penv.add_app("split", base)
+    penv.sync()
+    carol = t.add_user(f"carol@{D}")
+    t.assign(carol)
+    report = penv.sync("--user", f"carol@{D}")
+    assert report["mode"] == "on_demand"
+    assert ("create", f"carol@{D}") in {(e["action"], e["name"]) for e in _pushed(report, "split")}
+    view = AppView(base)
+    assert set(view.state()[0]) == {f"alice@{D}", f"carol@{D}"}
+    view.http.close()
