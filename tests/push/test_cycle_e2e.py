@@ -139,3 +139,32 @@ def test_on_demand_cycle_pushes_the_application_in_step(penv: PushEnv, servers: 
     view = AppView(base)
     assert set(view.state()[0]) == {f"alice@{D}", f"carol@{D}"}
     view.http.close()
+
+
+def test_status_shows_each_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t = penv.tenant
+    t.assign(t.add_user(f"alice@{D}"))
+    soon = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()
+    penv.add_app("split", servers["patch"].tenant(), token_expires=soon)
+    penv.add_app("broken", servers["patch"].tenant(), token="not-the-token")
+    penv.add_app("later", servers["patch"].tenant(), enabled=False)
+    penv.sync("--dry-run", expect=3)  # (a dry run records no push)
+    st = json.loads(penv.cli("status", "--json").out)
+    assert [a["name"] for a in st["apps"]] == ["split", "broken", "later"]
+    assert st["apps"][0]["last_push"] is None and st["apps"][0]["pending"] == 0
+    report = penv.sync(expect=3)
+    result = penv.cli("status", "--json")
+    assert result.code == 0, result
+    st = json.loads(result.out)
+    split, broken, later = st["apps"]
+    assert split["last_push"] == {"cycle_id": report["cycle_id"], "status": "succeeded",
+                                  "ended_at": split["last_push"]["ended_at"], "requests": _app(report, "split")["requests"]}
+    assert split["token_expires"] == soon and any("expires on " + soon in w and "split-token" in w for w in split["warnings"])
+    assert broken["last_push"]["status"] == "failed" and any("401" in w for w in broken["warnings"])
+    assert later["enabled"] is False and later["last_push"] is None
+    assert any(w.startswith("split: the SCIM token expires") for w in st["warnings"])
+    text = penv.cli("status").out
+    assert "app split: last push succeeded" in text and "app broken: last push failed" in text
+    assert "not-the-token" not in text + result.out and TOKEN not in text + result.out
