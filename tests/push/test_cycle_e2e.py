@@ -168,3 +168,27 @@ def test_status_shows_each_application(penv: PushEnv, servers: dict[str, ScimSer
     text = penv.cli("status").out
     assert "app split: last push succeeded" in text and "app broken: last push failed" in text
     assert "not-the-token" not in text + result.out and TOKEN not in text + result.out
+
+
+def test_test_connection_checks_each_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    from tests.push.conftest import _free_port
+
+    penv.add_app("split", servers["bulk"].tenant())
+    ok = penv.cli("test-connection", "--json")
+    assert ok.code == 0, ok
+    checks = {c["name"]: c for c in json.loads(ok.out)}
+    assert checks["SCIM application split: token and ServiceProviderConfig"]["ok"] is True
+    assert checks["SCIM application split: filter query"]["ok"] is True
+    penv.add_app("broken", servers["patch"].tenant(), token="not-the-token")
+    penv.add_app("down", f"http://127.0.0.1:{_free_port()}/scim/v2")
+    penv.add_app("later", servers["patch"].tenant(), enabled=False)
+    result = penv.cli("test-connection")
+    assert result.code == 1 and "Traceback" not in result.err
+    lines = result.out.splitlines()
+    broken = next(i for i, line in enumerate(lines) if line.startswith("FAIL  SCIM application broken"))
+    assert "401" in lines[broken] and "broken-token" in lines[broken + 1] and lines[broken + 1].strip().startswith("fix:")
+    down = next(i for i, line in enumerate(lines) if line.startswith("FAIL  SCIM application down"))
+    assert "cannot connect to down" in lines[down] and "scim.down.base_url" in lines[down + 1]
+    assert any(line.startswith("ok    SCIM application split: filter query") for line in lines)
+    assert any(line.startswith("skip  SCIM application later") for line in lines)
+    assert "not-the-token" not in result.out + result.err and TOKEN not in result.out + result.err
