@@ -41,6 +41,7 @@ class Explanation:
     provisioned: bool
     steps: list[Step] = field(default_factory=list)
     conclusion: str = ""
+    apps: dict[str, Any] = field(default_factory=dict)  # SPEC §7: the user's state in each SCIM application
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "steps": [asdict(s) for s in self.steps]}
@@ -121,7 +122,7 @@ def _last_entry(store: Store, entra_id: str | None, local_id: int | None) -> dic
             if needle not in raw:
                 continue
             entry = json.loads(raw)
-            if entry.get("object_type") != "user":
+            if entry.get("object_type") != "user" or entry.get("target", "local") != "local":  # (not a push's entry)
                 continue
             if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
                 return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
@@ -213,9 +214,40 @@ def explain(store: Store, config: Config, ref: str) -> Explanation:
     if staged:
         step(Step("Staged", "warning", f"a deactivation staged by the threshold in cycle {staged[0]} waits for `syncd sync --approve-deactivations` ({staged[1]})"))
 
+    if config.scim and local is not None:
+        from .store import apps
+
+        ex.apps = apps.user_state(c, local["id"])
+    for app in config.scim:
+        step(_app_step(app.name, app.enabled, local, ex.apps))
+
     ex.provisioned = bool(local and local["managed"] and local["status"] == "active")
     ex.conclusion = _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view)
     return ex
+
+
+def _app_step(name: str, enabled: bool, local: dict[str, Any] | None, states: dict[str, Any]) -> Step:
+    """The user in one SCIM application, as the store recorded its pushes (``store.apps``)."""
+    label = f"In application {name}"
+    if local is None:
+        return Step(label, "no", "no local user, so nothing to push")
+    state = states.get(name) or {}
+    failure = state.get("failure")
+    if "app_id" in state:
+        detail = (f"{'active' if state['active'] else 'deactivated'} there as {state['user_name']} "
+                  f"(the application's id {state['app_id']}), as of the last push")
+    elif not local["managed"]:
+        return Step(label, "info", "an unmanaged local user: never pushed to applications (R20)")
+    elif local["status"] != "active":
+        detail = "not there: a deactivated user is never created in an application"
+    else:
+        detail = "not there yet: the next push creates it (or links one with the same userName, R22)"
+    if not enabled:
+        detail += f"; scim.{name}.enabled = false: not pushed"
+    if failure:
+        return Step(label, "warning", f"{detail}; the last push of a change failed {failure['attempts']} time(s): "
+                                      f"{failure['error']} (retried in later cycles)")
+    return Step(label, "yes" if state.get("active") else "no" if "app_id" in state else "info", detail)
 
 
 def _conclusion(ref, user, local, in_scope, nested, mapped, settings, staged, last_entry, view) -> str:

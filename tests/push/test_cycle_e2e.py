@@ -192,3 +192,22 @@ def test_test_connection_checks_each_application(penv: PushEnv, servers: dict[st
     assert any(line.startswith("ok    SCIM application split: filter query") for line in lines)
     assert any(line.startswith("skip  SCIM application later") for line in lines)
     assert "not-the-token" not in result.out + result.err and TOKEN not in result.out + result.err
+
+
+def test_explain_shows_the_user_in_each_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    t = penv.tenant
+    alice = t.add_user(f"alice@{D}")
+    t.assign(alice)
+    penv.add_app("split", servers["patch"].tenant())
+    penv.add_app("broken", servers["patch"].tenant(), token="not-the-token")
+    penv.sync(expect=3)
+    ex = json.loads(penv.cli("explain", f"alice@{D}", "--json").out)
+    steps = {s["name"]: s for s in ex["steps"]}
+    assert steps["In application split"]["result"] == "yes" and "active there as alice@" in steps["In application split"]["detail"]
+    assert "not there yet" in steps["In application broken"]["detail"]
+    assert ex["apps"]["split"]["active"] is True
+    assert steps["Last action"]["detail"].startswith("create (success)") and "pushed to" not in steps["Last action"]["detail"]
+    t.disable_user(alice)
+    penv.sync()  # (broken has nothing to do: a deactivated user is never created there)
+    text = penv.cli("explain", f"alice@{D}").out
+    assert "In application split: deactivated there as alice@" in text
