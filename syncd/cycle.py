@@ -225,8 +225,15 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         with store.transaction():
             save_report(store, report)
             prune_reports(store, config.retention_days)
-    log.info("cycle %s %s: %s", report.cycle_id, report.status, report.counts)
+    failing = failing_apps(report)
+    log.info("cycle %s %s: %s%s", report.cycle_id, report.status, report.counts,
+             f"; applications failing: {failing}" if failing else "")
     return report
+
+
+def failing_apps(report: CycleReport) -> str:
+    """The applications whose push failed or was partial, as ``name (status), ...`` ("" if none)."""
+    return ", ".join(f"{a['name']} ({a['status']})" for a in report.apps if a.get("status") in ("failed", "partial"))
 
 
 def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:
@@ -275,7 +282,11 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
         if options.dry_run:
             summary["planned"] = out.planned
         report.apps.append(summary)
-        log.info("push to %s %s: %s, %d request(s)", app.name, out.status, out.counts, out.requests)
+        if out.status in ("failed", "partial"):
+            first = out.errors[0] if out.errors else "see the cycle's report"
+            log.warning("push to %s %s: %s, %d request(s): %s", app.name, out.status, out.counts, out.requests, first)
+        else:
+            log.info("push to %s %s: %s, %d request(s)", app.name, out.status, out.counts, out.requests)
     report.phases["push"] = round(time.monotonic() - t, 3)
     return True
 

@@ -64,6 +64,10 @@ def status_line(report) -> str:
     line = f"last cycle {report.cycle_id} {report.status} ({report.mode}, {report.ended_at}): {counts}"
     if report.status == "failed" and report.errors:
         line += f"; {report.errors[0]}"
+    from .cycle import failing_apps
+
+    if failing := failing_apps(report):
+        line += f"; applications failing: {failing}"
     return line[:400]
 
 

@@ -122,6 +122,20 @@ def test_refused_token_makes_the_cycle_partial_and_other_apps_go_on(penv: PushEn
     assert result.code == 3 and "Traceback" not in result.err
     assert "broken:" in result.out and "not-the-token" not in result.out + result.err
     assert "app broken: failed" in result.out and "app split: succeeded, 0 request(s)" in result.out
+    # the log (the journal, under the daemon) names the failing application and why
+    assert "push to broken failed" in result.err and "401" in result.err and "not-the-token" not in result.err
+
+
+def test_the_daemons_status_line_names_failing_applications() -> None:
+    from syncd.daemon import status_line
+    from syncd.report.model import CycleReport
+
+    report = CycleReport("c1", "incremental", False, "schedule", "t0", "t1", status="partial",
+                         apps=[{"name": "split", "status": "succeeded"}, {"name": "broken", "status": "failed"},
+                               {"name": "slow", "status": "partial"}])
+    line = status_line(report)
+    assert line.endswith("; applications failing: broken (failed), slow (partial)"), line
+    assert "applications" not in status_line(CycleReport("c2", "incremental", False, "schedule", "t0", "t1"))
 
 
 def test_on_demand_cycle_pushes_the_application_in_step(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
