@@ -225,3 +225,23 @@ def test_explain_shows_the_user_in_each_application(penv: PushEnv, servers: dict
     penv.sync()  # (broken has nothing to do: a deactivated user is never created there)
     text = penv.cli("explain", f"alice@{D}").out
     assert "In application split: deactivated there as alice@" in text
+
+
+def test_metrics_textfile_per_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
+    t = penv.tenant
+    t.assign(t.add_user(f"alice@{D}"))
+    penv.add_app("split", servers["patch"].tenant())
+    penv.add_app("broken", servers["patch"].tenant(), token="not-the-token")
+    prom = penv.tmp / "syncd.prom"
+    penv.configure(metrics={"textfile": str(prom)})
+    penv.sync(expect=3)
+    m = {}
+    for line in prom.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            m[name] = float(value)
+    assert m['syncd_app_push_status{app="split",status="succeeded"}'] == 1
+    assert m['syncd_app_push_status{app="broken",status="failed"}'] == 1
+    assert m['syncd_app_cycle_requests{app="split"}'] > 0 and m['syncd_app_pending{app="split"}'] == 0
+    assert m['syncd_app_last_push_timestamp_seconds{app="broken"}'] > 0
+    assert "not-the-token" not in prom.read_text()
