@@ -75,8 +75,12 @@ def write_problem(db: Path) -> str | None:
         )
     for p in (db, *(Path(f"{db}{s}") for s in SIBLINGS)):
         if p.exists() and not _can(p, os.R_OK | os.W_OK):
+            try:
+                owned = _owned(p)
+            except FileNotFoundError:
+                continue  # gone meanwhile (the last connection of a checkpoint removes -wal/-shm): nothing to refuse
             return (
-                f"the store {p} is not writable by {who} ({_owned(p)}): "
+                f"the store {p} is not writable by {who} ({owned}): "
                 f"chown {who.removeprefix('user ')} {p} (or run syncd as its owner)"
             )
     return None
