@@ -30,7 +30,7 @@ from .read import OnPage
 from .report.model import CycleReport, outcome_in_words
 from .store import failures, scoped
 from .store.apply import Applier
-from .store.audit import prune_reports, save_report
+from .store.audit import prune_reports, resave_report, save_report
 from .store.db import Store
 from .store.staging import Fold
 
@@ -189,7 +189,10 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 _drop_bulk(read)  # in the mirror now (or in the fold's view); the planner reads it from there
             held = False
             if not nothing_new:
-                held = _settle(store, settings, touched, report, options, on_demand, read, fold)
+                # a dry run that previews SCIM applications applies locally too, inside the
+                # transaction it rolls back: the applications' previews diff against that
+                preview = options.dry_run and any(a.enabled for a in config.scim)
+                held = _settle(store, settings, touched, report, options, on_demand, read, fold, apply_dry=preview)
             else:
                 report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
             if fold is not None:
@@ -197,6 +200,10 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             report.status = _status(report, held)
             report.ended_at = now_iso()
             if options.dry_run:
+                # the applications' previews see the directory as this cycle would leave it
+                if _push_apps(store, config, report, options):
+                    report.status = _status(report, held)
+                    report.ended_at = now_iso()
                 raise _DryRun
             if not on_demand:
                 store.set_meta("delta_links", json.dumps(read.delta_links))
@@ -215,18 +222,86 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 store.set_meta("enabled_at", report.ended_at)
             save_report(store, report)
             prune_reports(store, config.retention_days)
+        # R24: each application is brought in step once the local directory has committed;
+        # the report (stored with the local changes) is completed with the push's entries
+        if _push_apps(store, config, report, options):
+            report.status = _status(report, held)
+            report.ended_at = now_iso()
+            resave_report(store, report)
     except _DryRun:
         with store.transaction():
             save_report(store, report)
             prune_reports(store, config.retention_days)
     counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
-    log.info("cycle %s %s; %s", report.cycle_id, outcome_in_words(report.status, report.errors, report.cycle_id), counts)
+    failing = failing_apps(report)
+    log.info("cycle %s %s; %s%s", report.cycle_id, outcome_in_words(report.status, report.errors, report.cycle_id), counts,
+             f"; applications failing: {failing}" if failing else "")
     return report
+
+
+def failing_apps(report: CycleReport) -> str:
+    """The applications whose push failed or was partial, as ``name (status), ...`` ("" if none)."""
+    return ", ".join(f"{a['name']} ({a['status']})" for a in report.apps if a.get("status") in ("failed", "partial"))
+
+
+def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:
+    """Push to each enabled ``[[scim]]`` application, in the configuration's order (R20-R25).
+
+    Called after the local transaction committed (a dry run: inside it, before its rollback,
+    with ``dry_run``: reads only). Each application's entries (``"target"``: its name) join
+    the report, its errors too (prefixed with its name), and a summary goes to
+    ``report.apps``. One application's failure (a refused token included) stops only it.
+    On demand, the whole application is brought in step: the engine has no narrower push.
+    False when no application is enabled.
+    """
+    enabled = [a for a in config.scim if a.enabled]
+    if not enabled:
+        return False
+    # httpx and the engine: only cycles that push import them
+    from .push.engine import push_application
+    from .push.scim import Options
+
+    t = time.monotonic()
+    directory = store.load_directory()
+    push_options = Options(budget_s=config.sync.cycle_timeout_minutes * 60)
+    for app in enabled:
+        summary: dict[str, object] = {"name": app.name}
+        try:
+            out = push_application(
+                app, store.conn, directory, cycle_id=report.cycle_id, dry_run=options.dry_run,
+                full_reconcile=report.mode == "full", approve_deactivations=options.approve_deactivations,
+                options=push_options,
+            )
+        except Exception as exc:  # noqa: BLE001 - one application's failure never stops the others (R25)
+            log.debug("push to %s failed", app.name, exc_info=True)
+            report.errors.append(f"{app.name}: the push failed unexpectedly: {type(exc).__name__}: {exc}")
+            summary.update(status="failed", requests=0, throttled=0, counts={})
+            report.apps.append(summary)
+            continue
+        for entry in out.entries:
+            report.add_entry(entry)
+        prefix = f"{app.name}:"
+        report.errors.extend(e if e.startswith(prefix) else f"{prefix} {e}" for e in out.errors)
+        summary.update(status=out.status, requests=out.requests, throttled=out.throttled, counts=out.counts)
+        if out.held:
+            summary["held"] = True
+        if out.unmanaged:
+            summary["unmanaged"] = out.unmanaged
+        if options.dry_run:
+            summary["planned"] = out.planned
+        report.apps.append(summary)
+        if out.status in ("failed", "partial"):
+            first = out.errors[0] if out.errors else "see the cycle's report"
+            log.warning("push to %s %s: %s, %d request(s): %s", app.name, out.status, out.counts, out.requests, first)
+        else:
+            log.info("push to %s %s: %s, %d request(s)", app.name, out.status, out.counts, out.requests)
+    report.phases["push"] = round(time.monotonic() - t, 3)
+    return True
 
 
 def _settle(
     store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
-    options: CycleOptions, on_demand: bool, read: GraphRead, fold: Fold | None,
+    options: CycleOptions, on_demand: bool, read: GraphRead, fold: Fold | None, *, apply_dry: bool = False,
 ) -> bool:
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
 
@@ -260,7 +335,8 @@ def _settle(
         store.clear_staged_deactivations()
         forgetting = failures.Forgetting(store)
         forgetting.wanted_by(the_plan.changes)
-    _backing_off(report, _carry_out(store, the_plan.changes, report, apply=not options.dry_run, back_off=not on_demand))
+    apply = not options.dry_run or apply_dry
+    _backing_off(report, _carry_out(store, the_plan.changes, report, apply=apply, back_off=not on_demand))
     report.errors.extend(the_plan.errors)
     if forgetting is not None:
         forgetting.forget()
@@ -483,9 +559,11 @@ def _failed(store: Store, report: CycleReport, message: str, t0: float) -> Cycle
 
 
 def _status(report: CycleReport, held: bool) -> str:
-    if held:
+    """R24: an application's push that held something back holds the cycle; one that failed
+    makes it partial (``failed`` stays for a failed Graph read)."""
+    if held or any(a.get("held") for a in report.apps):
         return "held"
-    if report.counts.get("failure") or report.errors:
+    if report.counts.get("failure") or report.errors or any(a.get("status") in ("failed", "partial") for a in report.apps):
         return "partial"
     return "succeeded"
 

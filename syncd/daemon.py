@@ -64,7 +64,12 @@ def status_line(report) -> str:
 
     counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
     outcome = outcome_in_words(report.status, report.errors, report.cycle_id)
-    return f"last cycle {report.cycle_id} ({report.mode}, {report.ended_at}): {counts}; {outcome}"[:400]
+    line = f"last cycle {report.cycle_id} ({report.mode}, {report.ended_at}): {counts}; {outcome}"
+    from .cycle import failing_apps
+
+    if failing := failing_apps(report):
+        line += f"; applications failing: {failing}"
+    return line[:400]
 
 
 class Daemon:

@@ -44,6 +44,7 @@ class Explanation:
     provisioned: bool
     steps: list[Step] = field(default_factory=list)
     conclusion: str = ""
+    apps: dict[str, Any] = field(default_factory=dict)  # SPEC §7: the user's state in each SCIM application
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "steps": [asdict(s) for s in self.steps]}
@@ -173,10 +174,40 @@ def explain(store: Store, config: Config, ref: str) -> Explanation:
     step(Step("Next cycle", "info" if planned else "yes",
               "; ".join(f"{c.action}{' ' + c.name if c.object_type == 'membership' else ''}: {c.reason}" for c in planned)
               or ("its deactivation waits for approval" if staged else "nothing to change")))
+    if config.scim and local is not None:
+        from .store import apps
+
+        ex.apps = apps.user_state(store.conn, local["id"])
+    for app in config.scim:
+        step(_app_step(app.name, app.enabled, local, ex.apps))
 
     ex.provisioned = bool(local and local["managed"] and local["status"] == "active")
     ex.conclusion = _conclusion(ref, user, local, in_scope, nested, settings, last_entry, view, planned, staged)
     return ex
+
+
+def _app_step(name: str, enabled: bool, local: dict[str, Any] | None, states: dict[str, Any]) -> Step:
+    """The user in one SCIM application, as the store recorded its pushes (``store.apps``)."""
+    label = f"In application {name}"
+    if local is None:
+        return Step(label, "no", "no local user, so nothing to push")
+    state = states.get(name) or {}
+    failure = state.get("failure")
+    if "app_id" in state:
+        detail = (f"{'active' if state['active'] else 'deactivated'} there as {state['user_name']} "
+                  f"(the application's id {state['app_id']}), as of the last push")
+    elif not local["managed"]:
+        return Step(label, "info", "an unmanaged local user: never pushed to applications (R20)")
+    elif local["status"] != "active":
+        detail = "not there: a deactivated user is never created in an application"
+    else:
+        detail = "not there yet: the next push creates it (or links one with the same userName, R22)"
+    if not enabled:
+        detail += f"; scim.{name}.enabled = false: not pushed"
+    if failure:
+        return Step(label, "warning", f"{detail}; the last push of a change failed {failure['attempts']} time(s): "
+                                      f"{failure['error']} (retried in later cycles)")
+    return Step(label, "yes" if state.get("active") else "no" if "app_id" in state else "info", detail)
 
 
 def _planned(store: Store, settings: PlanSettings, entra_id: str | None) -> list[Change]:

@@ -104,7 +104,35 @@ def render(store: Store, report: CycleReport) -> str:
     metric("syncd_users", "gauge", "Local users per status.",
            [({"status": s}, users.get(s, 0)) for s in ("active", "deactivated")])
     metric("syncd_staged_deactivations", "gauge", "Deactivations staged by the threshold, waiting for approval.", [({}, staged)])
+    _app_metrics(store, report, metric)
     return "\n".join(out) + "\n"
+
+
+APP_STATUSES = ("succeeded", "partial", "held", "failed")
+
+
+def _app_metrics(store: Store, report: CycleReport, metric) -> None:
+    """SPEC §7: per SCIM application (label ``app``), its last push and what waits for a retry."""
+    from .store import apps
+
+    names = [str(a["name"]) for a in report.apps]
+    names += [r[0] for r in store.conn.execute("SELECT app FROM app_pushes ORDER BY app") if r[0] not in names]
+    if not names:
+        return
+    pushes = {name: apps.last_push(store.conn, name) for name in names}
+    this = {str(a["name"]): a for a in report.apps}
+    metric("syncd_app_push_status", "gauge", "Status of each application's last push (1 for the current one).",
+           [({"app": n, "status": s}, int(p is not None and p["status"] == s)) for n, p in pushes.items() for s in APP_STATUSES])
+    metric("syncd_app_last_push_timestamp_seconds", "gauge", "When each application's last push ended (Unix time).",
+           [({"app": n}, _ts(str(p["ended_at"])) if p else None) for n, p in pushes.items()])
+    metric("syncd_app_cycle_requests", "gauge", "SCIM requests sent to each application in the last cycle.",
+           [({"app": n}, int(this[n].get("requests", 0)) if n in this else 0) for n in names])
+    metric("syncd_app_cycle_throttled_responses", "gauge", "Throttled (429/503) answers from each application in the last cycle.",
+           [({"app": n}, int(this[n].get("throttled", 0)) if n in this else 0) for n in names])
+    metric("syncd_app_cycle_entries_failed", "gauge", "Entries of each application's push in the last cycle that failed.",
+           [({"app": n}, int(this[n].get("counts", {}).get("failure", 0)) if n in this else 0) for n in names])
+    metric("syncd_app_pending", "gauge", "Objects waiting for a push to each application that failed.",
+           [({"app": n}, apps.pending(store.conn, n)) for n in names])
 
 
 def write_textfile(path: str, text: str) -> None:

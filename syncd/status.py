@@ -46,6 +46,8 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
         overdue = datetime.now(UTC) - datetime.fromisoformat(next_run)
         if overdue > timedelta(minutes=config.sync.cycle_timeout_minutes + 5):
             warnings.append(f"the next run was due at {next_run}: is the daemon (syncd run) still running?")
+    app_states = apps_status(store, config, today)
+    warnings.extend(f"{a['name']}: {w}" for a in app_states for w in a["warnings"])
     return {
         "enabled": store.enabled,
         "enabled_at": store.get_meta("enabled_at"),
@@ -56,7 +58,42 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
         "staged_deactivations": staged,
         "delta": {"tracked": sorted(store.delta_links()), "last_full_at": last_full},
         "warnings": warnings,
+        "apps": app_states,
     }
+
+
+def apps_status(store: Store, config: Config, today: date) -> list[dict[str, Any]]:
+    """SPEC §7: each ``[[scim]]`` application's last push, the objects waiting for a retry
+    (``pending``) and warnings (token expiry within 30 days, a last push that did not succeed)."""
+    from .store import apps
+
+    out: list[dict[str, Any]] = []
+    for app in config.scim:
+        last = apps.last_push(store.conn, app.name)
+        pending = apps.pending(store.conn, app.name)
+        warnings: list[str] = []
+        expires = app.token_expires
+        if expires is not None and expires - today <= timedelta(days=30):
+            left = (expires - today).days
+            fix = f"ask the application for a new one and put it in {app.token_file}"
+            warnings.append(f"the SCIM token expires on {expires.isoformat()} ({left} days): {fix}" if left >= 0
+                            else f"the SCIM token expired on {expires.isoformat()}: {fix}")
+        if last is not None and last["status"] in ("failed", "partial"):
+            errors = [str(e) for e in last.get("errors") or []]  # type: ignore[attr-defined]
+            first = errors[0] if errors else "see `syncd report latest`"
+            what = "failed" if last["status"] == "failed" else "applied with errors"
+            warnings.append(f"the last push {what}: {first}")
+        if pending:
+            warnings.append(f"{pending} object(s) wait for a push that failed: retried in later cycles (backing off)")
+        out.append({
+            "name": app.name,
+            "enabled": app.enabled,
+            "last_push": {k: last[k] for k in ("cycle_id", "status", "ended_at", "requests")} if last else None,
+            "pending": pending,
+            "token_expires": expires.isoformat() if expires else None,
+            "warnings": warnings,
+        })
+    return out
 
 
 def certificate_warnings(config: Config, today: date) -> list[str]:
@@ -100,5 +137,12 @@ def render_status(st: dict[str, Any]) -> str:
         f"groups:      {st['groups']}",
         f"delta state: {', '.join(st['delta']['tracked']) or 'none'} (last full read {st['delta']['last_full_at'] or 'never'})",
     ]
+    for app in st.get("apps", []):
+        push = app["last_push"]
+        state = (f"last push {push['status']} at {push['ended_at']} ({push['requests']} requests)" if push
+                 else "never pushed")
+        lines.append(f"app {app['name']}: {state}, {app['pending']} pending"
+                     + ("" if app["enabled"] else " (disabled)")
+                     + (f", token expires {app['token_expires']}" if app["token_expires"] else ""))
     lines += [f"warning: {w}" for w in st["warnings"]]
     return "\n".join(lines)

@@ -79,11 +79,12 @@ def _check_connection():
     return check_connection
 
 
-@cli.command("test-connection", short_help="Check the token, service principal and permissions.", epilog="Exit 0 when every check passes, 1 when one fails, 2 for a configuration error.")
+@cli.command("test-connection", short_help="Check the token, service principal, permissions and SCIM applications.", epilog="Exit 0 when every check passes, 1 when one fails, 2 for a configuration error.")
 @_config_option
 @json_option("an array of checks (name, ok, detail, fix)")
 def test_connection(as_json: bool) -> None:
-    """Token, service principal and permissions, one line each, with a fix for each failure."""
+    """Token, service principal and permissions, then each [[scim]] application (its token,
+    ServiceProviderConfig, a filter query): one line each, with a fix for each failure."""
     import asyncio
 
     from ..config import placeholder_warnings
@@ -92,6 +93,11 @@ def test_connection(as_json: bool) -> None:
     for warning in placeholder_warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
     checks = asyncio.run(_check_connection()(cfg.entra))
+    if cfg.scim:  # SPEC §7: each SCIM application too (httpx: only when there are some)
+        from ..push.checks import check_app
+
+        for app in cfg.scim:
+            checks.extend(check_app(app))
     failed = [c for c in checks if c.ok is False]
     if as_json:
         _print_json([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks])

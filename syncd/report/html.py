@@ -13,6 +13,7 @@ import re
 from html import escape as _escape
 
 from .model import CycleReport
+from .render import shown_name
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -94,7 +95,7 @@ def render_html(report: CycleReport, *, verbose: bool = False) -> str:
         change_id = e(str(entry.get("change_id") or ""))
         rows.append(
             f'<tr class="{status}" data-status="{status}" id="{change_id}"><td class="num">{e(_number(entry.get("change_id"), report.cycle_id))}</td>'
-            f"<td class=\"nowrap\">{e(str(entry['action']))}</td><td class=\"nowrap\">{e(str(entry['object_type']))}</td><td>{e(str(entry['name']))}</td>"
+            f"<td class=\"nowrap\">{e(str(entry['action']))}</td><td class=\"nowrap\">{e(str(entry['object_type']))}</td><td>{e(shown_name(entry))}</td>"
             f"<td class=\"id\">{e(str(entry.get('entra_id') or ''))}</td><td class=\"num\">{e(str(entry.get('local_id') or ''))}</td>"
             f"<td class=\"nowrap\">{status}</td><td>{e(str(entry.get('reason') or ''))}</td><td>{mods}</td></tr>"
         )

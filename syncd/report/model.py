@@ -184,6 +184,8 @@ class CycleReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False  # the service stopped it: recorded, but not a failure of the service
+    # SPEC §7: one summary per SCIM application pushed in this cycle (name, status, requests, ...)
+    apps: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.entries, Entries):
@@ -216,7 +218,7 @@ class CycleReport:
         }
 
     def header(self) -> dict[str, Any]:
-        return {
+        head = {
             **self.summary(),
             "graph_requests": self.graph_requests,
             "throttled": self.throttled,
@@ -224,10 +226,17 @@ class CycleReport:
             "errors": self.errors,
             "notes": self.notes,
         }
+        if self.apps:  # (only with [[scim]] applications: older reports' headers stay as they were)
+            head["apps"] = self.apps
+        return head
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """One more entry (a SCIM push's), numbered after the others."""
+        self.entries.append({"change_id": f"{self.cycle_id}:{len(self.entries) + 1}", **entry})
 
     def ordered_phases(self) -> list[tuple[str, float]]:
         """The phases in the order they run (stored JSON sorts its keys)."""
-        order = {"read": 0, "plan": 1, "apply": 2}
+        order = {"read": 0, "plan": 1, "apply": 2, "push": 3}
         return sorted(self.phases.items(), key=lambda kv: (order.get(kv[0], 3), kv[0]))
 
     def document(self) -> dict[str, Any]:
@@ -249,6 +258,7 @@ class CycleReport:
             entries=doc.get("entries", []),
             errors=doc.get("errors", []),
             notes=doc.get("notes", []),
+            apps=doc.get("apps", []),
         )
 
 
@@ -263,4 +273,5 @@ def entry_of(change: Change, change_id: str) -> dict[str, Any]:
         "status": change.status,
         "reason": change.reason,
         "modified": {k: {"old": old, "new": new} for k, (old, new) in change.modifications().items()},
+        "target": "local",  # SPEC §7 R24: "local" or a SCIM application's name
     }

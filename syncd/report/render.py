@@ -54,6 +54,9 @@ def render_text_summary(report: CycleReport) -> str:
         f"  {counts}; {report.graph_requests} Graph requests"
         + (f" ({report.throttled} throttled)" if report.throttled else ""),
     ]
+    for app in report.apps:  # SPEC §7: each SCIM application pushed in this cycle
+        planned = f", {len(app['planned'])} request(s) planned" if "planned" in app else ""
+        lines.append(f"  app {app['name']}: {app['status']}, {app.get('requests', 0)} request(s){planned}")
     lines += [f"  note: {_one_line(n)}" for n in report.notes]
     lines += [f"  error: {_one_line(e)}" for e in report.errors]
     return "\n".join(lines)
@@ -69,7 +72,7 @@ def render_text(report: CycleReport, *, verbose: bool = False) -> str:
         out.append("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.ordered_phases()))
     if report.entries:
         rows = [
-            (e["action"], e["object_type"], e["status"], _one_line(e["name"]), _one_line(detail(e)))
+            (e["action"], e["object_type"], e["status"], _one_line(shown_name(e)), _one_line(detail(e)))
             for e in report.entries
         ]
         headers = ("ACTION", "TYPE", "STATUS", "NAME", "DETAIL")
@@ -79,6 +82,12 @@ def render_text(report: CycleReport, *, verbose: bool = False) -> str:
         for r in rows:
             out.append(("  ".join(_cut(v, w).ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
     return "\n".join(out)
+
+
+def shown_name(entry: dict) -> str:
+    """An entry's name; a SCIM application's entry (R24 ``target``) says which application."""
+    target = entry.get("target")
+    return str(entry["name"]) if target in (None, "local") else f"{target}: {entry['name']}"
 
 
 def _cut(value: str, width: int) -> str:
@@ -128,7 +137,7 @@ def _short(value: object) -> str:
 
 CSV_FIELDS = [
     "cycle_id", "change_id", "action", "object_type", "entra_id", "name", "local_id", "status", "reason",
-    "property", "old", "new",
+    "property", "old", "new", "target",
 ]
 
 
@@ -142,7 +151,8 @@ def render_csv(report: CycleReport) -> str:
         base = [cell(x) for x in (report.cycle_id, e.get("change_id"), e["action"], e["object_type"], e["entra_id"],
                                   e["name"], e.get("local_id"), e["status"], e["reason"])]
         mods = e["modified"] or {"": {"old": None, "new": None}}
-        writer.writerows([*base, cell(prop), cell(v["old"]), cell(v["new"])] for prop, v in mods.items())
+        target = cell(e.get("target") or "local")
+        writer.writerows([*base, cell(prop), cell(v["old"]), cell(v["new"]), target] for prop, v in mods.items())
     return buf.getvalue()
 
 

@@ -83,6 +83,19 @@ def save_report(store: Store, report: CycleReport) -> None:
     store.set_meta("chain_head", digest)
 
 
+def resave_report(store: Store, report: CycleReport) -> None:
+    """Store ``report`` again in place of the newest stored cycle, the same one (after a SCIM
+    push added its entries, R24): the chain is computed again from the cycle before it."""
+    c = store.conn
+    with store.transaction():
+        row = c.execute("SELECT seq, cycle_id FROM cycles ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None or row[1] != report.cycle_id:
+            raise SyncdError(f"cycle {report.cycle_id} is not the newest stored cycle: its report cannot be completed")
+        c.execute("DELETE FROM entry_chunks WHERE cycle_seq = ?", (row[0],))
+        c.execute("DELETE FROM cycles WHERE seq = ?", (row[0],))
+        save_report(store, report)
+
+
 def _chunks(store: Store, seq: int) -> list[tuple[int, object]]:
     return store.conn.execute(
         "SELECT first_n, entries FROM entry_chunks WHERE cycle_seq = ? ORDER BY first_n", (seq,)
@@ -354,7 +367,7 @@ def last_user_entry(store: Store, entra_id: str | None, local_id: int | None) ->
             if needle not in raw:
                 continue
             entry = json.loads(raw)
-            if entry.get("object_type") != "user":
+            if entry.get("object_type") != "user" or entry.get("target", "local") != "local":  # (not a push's entry)
                 continue
             if (entra_id and entry.get("entra_id") == entra_id) or (local_id is not None and entry.get("local_id") == local_id):
                 return {**entry, "cycle_id": cycle_id, "ended_at": ended_at, "mode": mode, "trigger": trigger}
