@@ -25,7 +25,9 @@ reading of R1-R13 written as plain Python over the tenant's state (not the plann
   else.
 
 And after every cycle of any kind, an invariant of its own (R14a): no user was deactivated
-and no membership removed unless the tenant's state at that moment called for it.
+and no membership removed unless the tenant's state at that moment called for it. After
+every cycle that is not a dry run, the SCIM application (a tenant of its own on a real
+scim2-server) holds what the local directory's managed objects say (R20-R23).
 
 Names are drawn so that R9/R10 conflicts and R12 cannot arise: those rules have their own
 example tests.
@@ -33,6 +35,7 @@ example tests.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sqlite3
@@ -51,8 +54,19 @@ from syncd.simulator import Simulator, Tenant
 from syncd.store import apply as apply_mod
 from syncd.store import local as local_mod
 from syncd.store.db import Store
+from tests.push.conftest import TOKEN as SCIM_TOKEN
+from tests.push.conftest import AppView, ScimServer, start_server
 
 D = "contoso.onmicrosoft.com"
+_SERVER: list[ScimServer] = []
+
+
+def scim_server() -> ScimServer:
+    """One scim2-server for every example (each machine takes a tenant of its own)."""
+    if not _SERVER:
+        _SERVER.append(start_server("bulk", Path(tempfile.mkdtemp(prefix="syncd-sm-scim-"))))
+        atexit.register(_SERVER[0].process.terminate)
+    return _SERVER[0]
 MAX_USERS = 8  # under the suspicious-read guard's minimum (10 active users)
 POOL = [f"p{k}@{D}" for k in range(4)]  # names renames and local users share
 
@@ -138,7 +152,17 @@ class SyncMachine(RuleBasedStateMachine):
         self.tenant = Tenant(domain=D)
         self.sim = Simulator(self.tenant, users_page_size=3, groups_page_size=2, members_per_page=2).start()
         config_path = self.tmp / "syncd.toml"
-        config_path.write_text(self.sim.config_toml(str(self.tmp / "syncd.db"), sync={"deactivation_threshold": 0}))
+        # and one SCIM application (a tenant of its own on a real scim2-server): after every
+        # cycle it holds what the local directory's managed objects say (R20-R24)
+        token_file = self.tmp / "app.token"
+        token_file.write_text(SCIM_TOKEN)
+        token_file.chmod(0o600)
+        base_url = scim_server().tenant()
+        config_path.write_text(
+            self.sim.config_toml(str(self.tmp / "syncd.db"), sync={"deactivation_threshold": 0})
+            + f'\n[[scim]]\nname = "app"\nbase_url = "{base_url}"\ntoken_file = "{token_file}"\ndeactivation_threshold = 0\n'
+        )
+        self.app = AppView(base_url)
         self.config = load(str(config_path))
         self.ref = Reference(self.tenant)
         self.n = 0
@@ -147,6 +171,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.ever: set[str] = set()  # Entra ids that got a record (R3: never deleted)
 
     def teardown(self) -> None:
+        self.app.http.close()
         self.sim.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -305,7 +330,29 @@ class SyncMachine(RuleBasedStateMachine):
         assert report.status != "failed", report.errors
         after = local_state(self.config.store_path)
         self.only_on_entras_word(before, after)
+        if not options.get("dry_run"):
+            self.app_in_step(after)
         return report, before, after
+
+    def app_in_step(self, local: Local) -> None:
+        """The application holds the managed users (active as locally; a deactivated one never
+        created) and the managed groups with their active members, nothing else (R20-R23)."""
+        users, groups = self.app.state()
+        managed = {r.user_name.lower(): r for r in local.users.values() if r.managed}
+        for key, row in managed.items():
+            if row.status == "active" or key in users:
+                assert key in users, f"{row.user_name} is not in the application"
+                assert users[key][3] == (row.status == "active") and users[key][4] == row.entra_id, (users[key], row)
+        assert set(users) <= set(managed), f"the application holds unmanaged or unknown users: {set(users) - set(managed)}"
+        by_entra = {r.entra_id: r.user_name.lower() for r in local.users.values() if r.entra_id}
+        active = {r.entra_id for r in local.users.values() if r.status == "active"}
+        want = {
+            name: {by_entra[uid] for g, uid in local.members if g == gid and uid in active}
+            for gid, name in local.groups.items() if gid is not None
+        }
+        for name, members in want.items():
+            assert groups.get(name) == members, (name, groups.get(name), members)
+        assert set(groups) - set(want) <= {"Administrators"}, set(groups) - set(want)
 
     def only_on_entras_word(self, before: Local, after: Local) -> None:
         """R14a: a deactivation, or a membership's removal, only where the tenant calls for it."""
