@@ -31,8 +31,8 @@ from .report.model import CycleReport, outcome_in_words
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, resave_report, save_report
+from .store.buffer import Fold
 from .store.db import Store
-from .store.staging import Fold
 
 log = logging.getLogger("syncd.cycle")
 
@@ -149,7 +149,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups)))
         else:
             # pages are taken as they arrive; a full read's users go straight to the store
-            sink = store.staged_read(full=not links)
+            sink = store.buffered_read(full=not links)
             try:
                 read = sink.finish(_cancellable(options, lambda: reader(config, links or None, progress, sink.add)))
             finally:
@@ -305,7 +305,7 @@ def _settle(
 ) -> bool:
     """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
 
-    ``fold``: the read's staged users, not in the mirror yet. A whole plan over a tenant
+    ``fold``: the read's buffered users, not in the mirror yet. A whole plan over a tenant
     that needs no slices takes the read's view of Entra (``_view_of_read``) and folds
     them while it plans; every other plan reads the mirror.
     """
@@ -457,7 +457,7 @@ def _drop_bulk(read: GraphRead) -> None:
     """Free a read's objects once they are in the mirror (~100 MB at 100k users)."""
     read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
     read.removed_users, read.removed_groups = set(), set()
-    read.staged_held = None  # (the Fold has them)
+    read.buffered_held = None  # (the Fold has them)
 
 
 def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
@@ -507,7 +507,7 @@ def _plan(
     read_view: EntraView | None, fold: Fold | None,
 ) -> tuple[Plan, Directory]:
     """The plan over what the read touched when that is enough, else over everything:
-    over ``read_view`` when given, folding the staged users into the mirror meanwhile
+    over ``read_view`` when given, folding the buffered users into the mirror meanwhile
     (``fold``, which comes with it)."""
     if touched is not None:
         entra, directory = scoped.scoped_views(store, touched, partial(names_claimed, settings=settings))

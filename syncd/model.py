@@ -132,17 +132,17 @@ class GraphRead:
     graph_requests: int = 0
     throttled: int = 0
     # a full read's users may be streamed into the store instead of ``users``
-    # (store.staging): how many rows wait there to be folded into the mirror
-    users_staged: int = 0
+    # (store.buffer): how many rows wait there to be folded into the mirror
+    users_buffered: int = 0
     # those users as the fold leaves them (id -> user), also held here when there were few
-    # enough (store.staging.HOLD_USERS); None otherwise
-    staged_held: dict[str, EntraUser] | None = None
+    # enough (store.buffer.HOLD_USERS); None otherwise
+    buffered_held: dict[str, EntraUser] | None = None
 
     def __repr__(self) -> str:
         # short on purpose: libraries format a finished task's result into messages
         # (anyio's cancel reason), and the full dataclass repr of 100k users takes seconds
         return (
-            f"GraphRead(full={self.full}, users={len(self.users)}, users_staged={self.users_staged}, groups={len(self.groups)}, "
+            f"GraphRead(full={self.full}, users={len(self.users)}, users_buffered={self.users_buffered}, groups={len(self.groups)}, "
             f"assignments={len(self.assignments)}, removed_users={len(self.removed_users)}, "
             f"removed_groups={len(self.removed_groups)})"
         )

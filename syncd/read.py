@@ -47,7 +47,7 @@ class GraphPage:
         return len(self.users) + len(self.removed_users) + len(self.group_ids) + len(self.assignments)
 
 
-# where a streaming read hands each page (the cycle's StagedRead.add, or a coroutine)
+# where a streaming read hands each page (the cycle's BufferedRead.add, or a coroutine)
 OnPage = Callable[[GraphPage], Awaitable[None] | None]
 
 

@@ -33,8 +33,8 @@ from ..model import (
     unknown_user,
 )
 from . import access
+from .buffer import BufferedRead, Fold
 from .schema import SCHEMA_VERSION, check_version, migrate, schema_version
-from .staging import Fold, StagedRead
 
 
 class StoreError(SyncdError):
@@ -336,9 +336,9 @@ class Store:
 
     # ------------------------------------------------------------------ the mirror
 
-    def staged_read(self, *, full: bool) -> StagedRead:
+    def buffered_read(self, *, full: bool) -> BufferedRead:
         """A sink for the read's pages: a full read's users are written to a temp table."""
-        return StagedRead(self.conn, full=full)
+        return BufferedRead(self.conn, full=full)
 
     def _lay_over_mirror(self, read: GraphRead) -> None:
         """Each partial user and group of ``read`` laid over the mirror's copy (or over
@@ -369,7 +369,7 @@ class Store:
         reads refresh only the objects they carry: a group read whole replaces its member
         list, a user read whole its list of groups, and nothing else is dropped.
 
-        ``fold_later``: a read with staged users leaves them (and its removals) out, and
+        ``fold_later``: a read with buffered users leaves them (and its removals) out, and
         returns the ``Fold`` that puts them in: until it is done, ``entra_users`` is
         missing them (``Fold.take_view`` has the read's view of Entra instead).
         """
@@ -382,7 +382,7 @@ class Store:
             "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
             read.users.values(),  # EntraUser is a named tuple in the column order
         )
-        fold = Fold(c, read) if read.users_staged else None
+        fold = Fold(c, read) if read.users_buffered else None
         if fold is None:
             c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         c.executemany(

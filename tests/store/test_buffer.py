@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from syncd.errors import SourceError
 from syncd.model import EntraGroup, EntraUser, GraphRead
 from syncd.read import GraphPage, ReadAccumulator
-from syncd.store import staging
+from syncd.store import buffer
 from syncd.store.db import Store
 
 IDS = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
@@ -45,9 +45,9 @@ def fold(store: Store, read: GraphRead) -> list[tuple]:
 
 @settings(max_examples=150, deadline=None)
 @given(before=pages, read_pages=pages, reset_after=st.none() | st.integers(0, 5), per_insert=st.sampled_from([1, 2, 100]))
-def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after, per_insert):
+def test_buffered_users_fold_to_what_the_accumulator_gives(tmp_path_factory, before, read_pages, reset_after, per_insert):
     # per_insert: rows per INSERT statement (and the rest of a page one by one)
-    tmp = tmp_path_factory.mktemp("staging")
+    tmp = tmp_path_factory.mktemp("buffer")
     held, staged = Store(str(tmp / "held.db")), Store(str(tmp / "staged.db"))
     try:
         # both mirrors start from the same earlier full read: a full read replaces them
@@ -57,8 +57,8 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
             fold(store, acc.finish())
 
         acc = ReadAccumulator(full=True)
-        with patch.object(staging, "ROWS_PER_INSERT", per_insert):
-            sink = staged.staged_read(full=True)
+        with patch.object(buffer, "ROWS_PER_INSERT", per_insert):
+            sink = staged.buffered_read(full=True)
             for n, events in enumerate(read_pages):
                 if n == reset_after:  # an expired link: what came before is dropped
                     acc = ReadAccumulator(full=True)
@@ -69,7 +69,7 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
 
         assert not streamed.users  # none held in Python
         start = reset_after if reset_after is not None and reset_after < len(read_pages) else 0
-        assert streamed.users_staged == sum(what is not None for events in read_pages[start:] for _, what in events)
+        assert streamed.users_buffered == sum(what is not None for events in read_pages[start:] for _, what in events)
         assert fold(staged, streamed) == fold(held, acc.finish())
     finally:
         held.close()
@@ -78,47 +78,47 @@ def test_staged_users_fold_to_what_the_accumulator_gives(tmp_path_factory, befor
 
 def test_an_incremental_read_is_held_not_staged(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=False)
+        sink = store.buffered_read(full=False)
         sink.add(users_page([(1, ("a", True))]))
         read = sink.finish(GraphRead(full=False, assignments={}))
-        assert set(read.users) == {IDS[1]} and read.users_staged == 0
+        assert set(read.users) == {IDS[1]} and read.users_buffered == 0
 
 
 def test_a_reset_turns_an_incremental_read_into_a_staged_full_one(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=False)
+        sink = store.buffered_read(full=False)
         sink.add(users_page([(1, ("a", True))]))
         sink.add(GraphPage("reset"))
         sink.add(users_page([(2, ("b", True))]))
         read = sink.finish(GraphRead(full=True, assignments={}))
-        assert not read.users and read.users_staged == 1
+        assert not read.users and read.users_buffered == 1
         assert [r[0] for r in fold(store, read)] == [IDS[2]]
 
 
 def test_a_non_streaming_reader_keeps_its_users(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         user = EntraUser(IDS[3], "x@contoso.com", "X", None, True)
         read = sink.finish(GraphRead(full=True, assignments={}, users={user.id: user}))
-        assert read.users == {user.id: user} and read.users_staged == 0
+        assert read.users == {user.id: user} and read.users_buffered == 0
         assert [r[0] for r in fold(store, read)] == [IDS[3]]
 
 
 def test_an_abandoned_read_never_touches_the_store_again(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
         sink.abandon()
         with pytest.raises(SourceError):
             sink.add(users_page([(2, ("b", True))]))
-        staged = store.conn.execute("SELECT id FROM temp.staged_users").fetchall()
+        staged = store.conn.execute("SELECT id FROM temp.buffered_users").fetchall()
         assert staged == [(IDS[1],)]
 
 
-def test_staging_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
+def test_buffering_locks_nothing_in_the_store_and_ends_with_the_read(tmp_path):
     path = str(tmp_path / "s.db")
     with Store(path) as store, Store(path) as other:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
         assert store.conn.in_transaction  # the pages' own transaction, on the temp database
         other.conn.execute("PRAGMA busy_timeout = 0")  # a lock held on the store fails at once
@@ -186,7 +186,7 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
                 "INSERT INTO users (entra_id, user_name, status, managed, created_at, updated_at) VALUES (?, ?, 'active', 1, 'x', 'x')",
                 (IDS[i], f"local{i}"),
             )
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         for events in read_pages:
             sink.add(users_page(events))
         for events in group_pages:
@@ -194,30 +194,30 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
         read = sink.finish(GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned} | {GIDS[0]: "Group"}))
         with store.transaction():
             fold = store.apply_read(read, fold_later=True)
-            assert (fold is None) == (read.users_staged == 0)
+            assert (fold is None) == (read.users_buffered == 0)
             if fold is None:
                 return
-            assert not mirror(store)  # nothing of the staged users yet
+            assert not mirror(store)  # nothing of the buffered users yet
             assert fold.has_view  # a handful of users: held in Python as well
             view = fold.take_view()
             assert view is not None and fold.take_view() is None  # handed over once
             if within_reach:
                 view = view.within_reach(IDS[i] for i in linked)
-            with patch.object(staging, "MEMBERS_PER_STATEMENT", per_statement), fold.alongside():
+            with patch.object(buffer, "MEMBERS_PER_STATEMENT", per_statement), fold.alongside():
                 pass  # (the memberships go in as JSON, per_statement at a time, whole groups)
             assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
 def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         sink.add(users_page([(1, ("a", True))]))
         read = sink.finish(GraphRead(full=True, assignments={}))
         ran = []
-        with pytest.raises(sqlite3.OperationalError, match="staged_users"), store.transaction():
+        with pytest.raises(sqlite3.OperationalError, match="buffered_users"), store.transaction():
             fold = store.apply_read(read, fold_later=True)
             assert fold is not None
-            store.conn.execute("DROP TABLE temp.staged_users")
+            store.conn.execute("DROP TABLE temp.buffered_users")
             with fold.alongside():
                 ran.append("block")
         assert ran == ["block"]  # the block ran to its end; the failure came after it
@@ -225,14 +225,14 @@ def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_pat
         fold.done()  # it ran (and failed) once: not again
 
 
-def test_past_hold_users_the_staged_users_are_not_held(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "HOLD_USERS", 2)
+def test_past_hold_users_the_buffered_users_are_not_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(buffer, "HOLD_USERS", 2)
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
         sink.add(users_page([(3, ("a", True))]))  # the third: past the limit, none stay held
         read = sink.finish(GraphRead(full=True, assignments={}))
-        assert read.users_staged == 3 and read.staged_held is None
+        assert read.users_buffered == 3 and read.buffered_held is None
         with store.transaction():
             fold = store.apply_read(read, fold_later=True)
             assert fold is not None and not fold.has_view and fold.take_view() is None
@@ -242,7 +242,7 @@ def test_past_hold_users_the_staged_users_are_not_held(tmp_path, monkeypatch):
 
 def test_a_folds_universe_bound_counts_the_read_and_the_linked_users_once(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.staged_read(full=True)
+        sink = store.buffered_read(full=True)
         sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
         read = sink.finish(GraphRead(full=True, assignments={}))
         with store.transaction():

@@ -2,15 +2,15 @@
 
 A full read carries every user of the tenant, assigned or not: 1M users held as
 ``EntraUser`` objects cost ~400 MB before the planner has looked at one of them. The
-mirror is where they end up anyway, so ``StagedRead`` writes each users page into
-``temp.staged_users`` during the read (outside the cycle's transaction: temp tables are
+mirror is where they end up anyway, so ``BufferedRead`` writes each users page into
+``temp.buffered_users`` during the read (outside the cycle's transaction: temp tables are
 private to the connection, need no lock on the store and no fsync), and
 ``Store.apply_read`` folds that table into ``entra_users`` inside the transaction with one
 ``INSERT … SELECT`` in key order (the removals follow it, from ``read.removed_users``). A
 read that fails leaves only the temp table, which the next read (or closing the
 connection) drops: nothing reaches the mirror (R14).
 
-Up to ``HOLD_USERS`` staged users are also held in Python (``GraphRead.staged_held``):
+Up to ``HOLD_USERS`` buffered users are also held in Python (``GraphRead.buffered_held``):
 the planner then takes the read's view of Entra as the mirror will hold it
 (``Fold.take_view``) instead of reading it back. The fold is SQLite's work alone, and
 sqlite3 lets go of the GIL while a statement runs, so ``Fold`` runs it on a helper thread
@@ -43,20 +43,20 @@ _COLUMNS = "id, upn, display_name, mail, enabled, user_type"
 # seq) order); rows come out in key order, so entra_users (WITHOUT ROWID, keyed by id) is
 # filled by appending instead of by inserts at random places in its B-tree (a row_number()
 # window picking the latest row first costs three times as much)
-FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.staged_users ORDER BY id, seq"
+FOLD_SQL = f"INSERT OR REPLACE INTO main.entra_users ({_COLUMNS}) SELECT {_COLUMNS} FROM temp.buffered_users ORDER BY id, seq"
 
 def _user(r: tuple) -> EntraUser:
-    """A mirror or staged row (``_COLUMNS``) as a user; enabled is NULL when never said."""
+    """A mirror or buffered row (``_COLUMNS``) as a user; enabled is NULL when never said."""
     return EntraUser(r[0], r[1], r[2], r[3], None if r[4] is None else bool(r[4]), r[5])
 
 
-# staged rows per INSERT statement (600 parameters; SQLite allows 32766)
+# buffered rows per INSERT statement (600 parameters; SQLite allows 32766)
 ROWS_PER_INSERT = 100
 
 
 @functools.cache
 def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO temp.staged_users ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO temp.buffered_users ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
 
 
 # a full read's users held in Python beside the temp table, at most (~40 MB at 100k);
@@ -65,7 +65,7 @@ def _insert_sql(rows: int) -> str:
 HOLD_USERS = 100_000
 
 
-class StagedRead:
+class BufferedRead:
     """``on_page`` sink for one cycle's read (see the module docstring).
 
     ``full``: whether the read starts as a full one (no delta links). A ``reset`` page (a
@@ -76,20 +76,20 @@ class StagedRead:
         self._conn = conn
         self._full = full
         self._acc = ReadAccumulator(full=full)
-        self._staged = 0
+        self._buffered = 0
         # the daemon may abandon a read that goes on in its thread: after ``abandon`` no
         # page touches the connection again (the cycle goes on to use it, then closes it)
         self._lock = threading.Lock()
         self._abandoned = False
-        # users a full read removed after (or without) staging them; rare, so kept here
+        # users a full read removed after (or without) buffering them; rare, so kept here
         self._removed: set[str] = set()
-        # the staged users as the fold will leave them, while there are few enough
+        # the buffered users as the fold will leave them, while there are few enough
         self._held: dict[str, EntraUser] | None = {}
         # users that came partial and not whole after: laid over what is known at finish()
         self._partial: dict[str, EntraUser] = {}
-        conn.execute("DROP TABLE IF EXISTS temp.staged_users")
+        conn.execute("DROP TABLE IF EXISTS temp.buffered_users")
         conn.execute(
-            "CREATE TEMP TABLE staged_users (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, upn TEXT, "
+            "CREATE TEMP TABLE buffered_users (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, upn TEXT, "
             "display_name TEXT, mail TEXT, enabled INTEGER, user_type TEXT)"
         )
         # no rollback journal for the temp database (it is write-heavy). Safe because
@@ -108,8 +108,8 @@ class StagedRead:
             if page.kind == "reset":
                 self._full = True
                 self._acc = ReadAccumulator(full=True)
-                self._conn.execute("DELETE FROM temp.staged_users")
-                self._staged = 0
+                self._conn.execute("DELETE FROM temp.buffered_users")
+                self._buffered = 0
                 self._removed = set()
                 self._held = {}
                 self._partial = {}
@@ -153,21 +153,21 @@ class StagedRead:
         if whole:
             self._conn.executemany(_insert_sql(k), (tuple(chain.from_iterable(users[i : i + k])) for i in range(0, whole, k)))
         self._conn.executemany(_insert_sql(1), map(tuple, users[whole:]))
-        self._staged += len(users)
+        self._buffered += len(users)
         if self._held is not None:
-            if self._staged > HOLD_USERS:
+            if self._buffered > HOLD_USERS:
                 self._held = None
             else:
                 self._held.update((u.id, u) for u in users)
 
     def _lay_partials(self) -> None:
         """Each partial user over its last whole occurrence in this read, else over the
-        mirror's copy, else over nothing known (R14a), staged last so that it wins."""
+        mirror's copy, else over nothing known (R14a), buffered last so that it wins."""
         ids = orjson.dumps(list(self._partial)).decode()
         known: dict[str, EntraUser] = {}
         for sql in (
             f"SELECT {_COLUMNS} FROM main.entra_users WHERE id IN (SELECT value FROM json_each(?))",
-            f"SELECT {_COLUMNS} FROM temp.staged_users WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            f"SELECT {_COLUMNS} FROM temp.buffered_users WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
         ):
             known.update((r[0], _user(r)) for r in self._conn.execute(sql, (ids,)))
         partial, self._partial = self._partial, {}
@@ -179,7 +179,7 @@ class StagedRead:
             self._commit()
 
     def _commit(self) -> None:
-        # the staging transaction ends before the cycle's own begins
+        # the buffering transaction ends before the cycle's own begins
         if self._open:
             self._conn.execute("COMMIT")
             self._open = False
@@ -202,8 +202,8 @@ class StagedRead:
         read.members_added.update(got.members_added)
         read.members_removed.update(got.members_removed)
         read.assignments.update(got.assignments)
-        read.users_staged = self._staged
-        read.staged_held, self._held = (self._held if self._staged else None), None
+        read.users_buffered = self._buffered
+        read.buffered_held, self._held = (self._held if self._buffered else None), None
         read.removed_users |= self._removed
         return read
 
@@ -233,7 +233,7 @@ def _batches(members: Mapping[str, Mapping[str, str]], per: int) -> Iterator[dic
 
 
 class Fold:
-    """The staged users going into the mirror (``FOLD_SQL``, then the read's removals), and
+    """The buffered users going into the mirror (``FOLD_SQL``, then the read's removals), and
     the read's memberships (``MEMBERS_SQL``, then its removed ones).
 
     ``alongside()`` runs it on a helper thread for the length of a ``with`` block: inside
@@ -250,8 +250,8 @@ class Fold:
         self._members = read.members_added
         self._members_removed = read.members_removed
         # (not when some users came another way: a reader that does not stream, in tests)
-        self._view = None if read.staged_held is None or read.users else EntraView(
-            users=read.staged_held,
+        self._view = None if read.buffered_held is None or read.users else EntraView(
+            users=read.buffered_held,
             groups=read.groups,
             # the mirror keeps no row for a group without members
             members={gid: members for gid, members in read.members_added.items() if members},
