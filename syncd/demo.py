@@ -140,7 +140,7 @@ def scim_application(directory: Path, as_json: bool) -> Iterator[DemoApp | None]
         _note(SKIPPED, as_json)
         yield None
         return
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_hex(24)  # (never starting with "-", which the server's argparse would take for an option)
     token_file = directory / "scim-token"
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -148,7 +148,7 @@ def scim_application(directory: Path, as_json: bool) -> Iterator[DemoApp | None]
     port = _free_port()
     # (its own output is its request log: not the demo's)
     process = subprocess.Popen(
-        [exe, "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token],
+        [exe, "--hostname", "127.0.0.1", "--port", str(port), f"--bearer-token={token}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -105,7 +105,7 @@ def test_the_demo_provisions_a_real_scim_application_and_reads_its_users_back(tm
     r = run_syncd("demo", env={"SYNCD_DEMO_SCIM_SERVER": str(wrapper)} | dead_proxies(), timeout=120)
     assert r.code == 0, r
     argv = args.read_text().split("\n")
-    token = argv[argv.index("--bearer-token") + 1]
+    token = next(a for a in argv if a.startswith("--bearer-token=")).partition("=")[2]
     assert len(token) >= 20 and token not in r.out and token not in r.err
     assert "skipped" not in r.out.split("== First cycle")[0]
     # after each cycle, what the application received, from the report
