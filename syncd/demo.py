@@ -309,7 +309,9 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
             if keep:
                 _say(
                     f"\nKept: {store}, its configuration {config_file} and secret {files['secret']}.\n"
-                    f"Explore it (no simulator needed): syncd --config {config_file} users list\n"
+                    + (f"(The SCIM application {APP_NAME} stopped with the demo: the kept configuration leaves it out.)\n"
+                       if app else "")
+                    + f"Explore it (no simulator needed): syncd --config {config_file} users list\n"
                     "  ... status, groups list, reports, report latest --format html -o report.html, explain jane.doe@fabrikam.com\n"
                     "Sync it again against the same simulated tenant, served until Ctrl-C:\n"
                     f"  syncd simulator --demo --demo-changes --store {store} --write-config {store.with_name(store.stem + '-live.toml')}\n"
