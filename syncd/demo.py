@@ -10,17 +10,35 @@ not provisioned. The real msal, msgraph-sdk, planner and store do the work.
 it; it refuses to start when any of them exists (it never overwrites a file). Local commands
 work on the kept store after the simulator is gone (they need neither its CA nor its
 secret); `syncd simulator --demo --demo-changes` serves the same tenant again to sync on.
+
+When ``scim2-server`` (a real SCIM 2.0 service provider, installed by ./scripts/setup with the
+test extra) is there, the demo also starts it on 127.0.0.1 with a random bearer token, adds it
+to the cycle's configuration as the ``[[scim]]`` application ``split-demo``, shows what each
+cycle pushed to it, reads its users and groups back at the end, and stops it. A kept
+configuration leaves that ``[[scim]]`` table out: the server is gone after the demo. Without
+scim2-server the demo says so in one line and runs as before.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from . import config as config_mod
 from .cycle import CycleOptions, run_cycle
@@ -71,6 +89,142 @@ def _write_new(path: Path, text: str) -> None:
         f.write(text)
 
 
+# the demo's SCIM application: the name its report entries carry ("target") and its [[scim]] table's
+APP_NAME = "split-demo"
+# names the scim2-server executable (tests point it at nothing to run the demo without it)
+SERVER_ENV = "SYNCD_DEMO_SCIM_SERVER"
+SKIPPED = (
+    "Application part skipped: scim2-server is not installed (a test extra); ./scripts/setup installs it, "
+    "then the demo also provisions a real SCIM 2.0 application"
+)
+
+
+@dataclass(frozen=True)
+class DemoApp:
+    """A scim2-server process the demo provisions; ``token_file`` holds its bearer token (0600)."""
+
+    base_url: str
+    token_file: Path
+
+    def scim_table(self) -> str:
+        return (
+            "\n[[scim]]\n"
+            f"name = {json.dumps(APP_NAME)}\n"
+            f"base_url = {json.dumps(self.base_url)}\n"
+            f"token_file = {json.dumps(str(self.token_file))}\n"
+        )
+
+
+def _server_executable() -> str | None:
+    named = os.environ.get(SERVER_ENV)
+    if named is not None:
+        return shutil.which(named)
+    beside = Path(sys.executable).with_name("scim2-server")  # the virtualenv's, as ./scripts/setup installs it
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("scim2-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def scim_application(directory: Path, as_json: bool) -> Iterator[DemoApp | None]:
+    """scim2-server on 127.0.0.1 while the block runs (stopped on any exit, Ctrl-C included), or
+    None, said in one line, when it is not installed or does not start."""
+    exe = _server_executable()
+    if exe is None:
+        _note(SKIPPED, as_json)
+        yield None
+        return
+    token = secrets.token_hex(24)  # (never starting with "-", which the server's argparse would take for an option)
+    token_file = directory / "scim-token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    port = _free_port()
+    # (its own output is its request log: not the demo's)
+    process = subprocess.Popen(
+        [exe, "--hostname", "127.0.0.1", "--port", str(port), f"--bearer-token={token}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    why = f"exited with {process.returncode}" if process.poll() is not None else "did not listen within 20 s"
+                    _note(f"Application part skipped: scim2-server {why}", as_json)
+                    yield None
+                    return
+                time.sleep(0.05)
+        yield DemoApp(f"http://127.0.0.1:{port}/v2", token_file)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _note(text: str, as_json: bool) -> None:
+    """A line for the operator; with --json on stderr, so stdout stays one JSON document."""
+    click.echo(text, err=as_json)
+
+
+def _pushed(report: CycleReport) -> str:
+    """What the cycle pushed to the demo's application, from the report's apps summary and entries."""
+    app = next((a for a in report.apps if a["name"] == APP_NAME), None)
+    if app is None:
+        return f"Application {APP_NAME}: not pushed in this cycle"
+    done = Counter(
+        (e["action"], e["object_type"]) for e in report.entries if e.get("target") == APP_NAME and e["status"] == "success"
+    )
+    what = ", ".join(f"{action} {n} {kind}{'s' if n != 1 else ''}" for (action, kind), n in sorted(done.items())) or "no changes"
+    return f"Application {APP_NAME}: {app['status']}, {app.get('requests', 0)} request(s): {what}"
+
+
+def _read_back(app: DemoApp) -> list[str]:
+    """The application's users and groups, read from the SCIM server itself."""
+    token = app.token_file.read_text().strip()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
+
+    def listing(client: httpx.Client, resource: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            r = client.get(f"{app.base_url}/{resource}", params={"startIndex": len(out) + 1, "count": 500})
+            r.raise_for_status()
+            page = r.json()
+            out += page.get("Resources", [])
+            if not page.get("Resources") or len(out) >= int(page.get("totalResults", 0)):
+                return out
+
+    try:
+        with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:  # (loopback: never a proxy)
+            users = listing(client, "Users")
+            groups = listing(client, "Groups")
+    except (httpx.HTTPError, ValueError) as e:
+        return [f"Application {APP_NAME} (SCIM at {app.base_url}): could not be read back: {type(e).__name__}"]
+    active = sum(1 for u in users if u.get("active", True))
+    lines = [f"Application {APP_NAME} (SCIM at {app.base_url}): {len(users)} users ({active} active), {len(groups)} groups"]
+    for g in sorted(groups, key=lambda g: str(g.get("displayName", ""))):
+        lines.append(f"  {str(g.get('displayName', '')):<20} {len(g.get('members') or [])} members")
+    shown = sorted(users, key=lambda u: str(u.get("userName", "")))[:5]
+    for u in shown:
+        lines.append(f"  {str(u.get('userName', '')):<45} {'active' if u.get('active', True) else 'inactive'}")
+    if len(users) > len(shown):
+        lines.append(f"  ... and {len(users) - len(shown)} more users")
+    return lines
+
+
 def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
         keep = store_path is not None
@@ -82,7 +236,7 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
             _refuse_existing(files)
             store.parent.mkdir(parents=True, exist_ok=True)
         tenant = demo_tenant()
-        with Simulator(tenant) as sim:
+        with Simulator(tenant) as sim, scim_application(Path(tmp), as_json) as app:
             config_file = files["configuration"] if keep else Path(tmp) / "syncd.toml"
             overrides: dict[str, Any] = {"log": {"level": "warning"}}
             header = ""
@@ -94,16 +248,22 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
                     f"# Local commands work on the kept store: syncd --config {config_file} users list\n"
                     "# To sync it again, serve the same tenant: syncd simulator --demo --demo-changes "
                     f"--store {store} --write-config {store.with_name(store.stem + '-live.toml')}\n"
+                    + (f"# The demo's SCIM application {APP_NAME} (scim2-server) stopped with the demo: its [[scim]] table "
+                       "is left out.\n" if app else "")
                 )
-            text = header + to_toml(sim.config_dict(str(store), **overrides))
+            text = to_toml(sim.config_dict(str(store), **overrides))
+            # the cycles' configuration: with the application, in the temporary directory (it dies with the demo)
+            cycle_config = Path(tmp) / "syncd.toml"
+            cycle_config.write_text(text + (app.scim_table() if app else ""))
+            cycle_config.chmod(0o600)
             if keep:
-                _write_new(config_file, text)
-            else:
-                config_file.write_text(text)
-                config_file.chmod(0o600)
-            cfg = config_mod.load(str(config_file))
+                _write_new(config_file, header + text)
+            cfg = config_mod.load(str(cycle_config))
 
             _say(f"Simulated tenant {tenant.domain} at {sim.url}: {len(tenant.users)} users, {len(tenant.groups)} groups", as_json)
+            if app:
+                _say(f"SCIM application {APP_NAME} at {app.base_url} (scim2-server, empty): each cycle pushes to it "
+                     "after the local commit", as_json)
             with Store(str(store)) as s:
                 local.add_user(s, "ada.lovelace@contoso.onmicrosoft.com", "Ada (local account)")
                 local.add_user(s, "local.admin@example.com", "Local Admin")
@@ -114,6 +274,8 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
             first = run_cycle(cfg, CycleOptions(command="syncd demo"))
             _say("== First cycle (initial, full read) ==", as_json)
             _say(render_text(first), as_json)
+            if app:
+                _say("\n" + _pushed(first), as_json)
             _say("\n" + _why(first, cfg.mapping.max_group_name_length) + "\n", as_json)
 
             _say("== Changes in Entra ID ==", as_json)
@@ -124,6 +286,8 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
             second = run_cycle(cfg, CycleOptions(command="syncd demo"))
             _say("== Second cycle (incremental, delta read) ==", as_json)
             _say(render_text(second), as_json)
+            if app:
+                _say("\n" + _pushed(second), as_json)
             _say("\n" + _why(second, cfg.mapping.max_group_name_length) + "\n", as_json)
 
             with Store(str(store), readonly=True) as s:
@@ -138,10 +302,16 @@ def run_demo(store_path: str | None, *, as_json: bool = False) -> int:
                 _say(f"Entra groups not in the local directory ({len(missing)} of {len(tenant.groups)}):", as_json)
                 for line in missing:
                     _say(f"  {line}", as_json)
+            if app and not as_json:
+                _say("", as_json)
+                for line in _read_back(app):
+                    _say(line, as_json)
             if keep:
                 _say(
                     f"\nKept: {store}, its configuration {config_file} and secret {files['secret']}.\n"
-                    f"Explore it (no simulator needed): syncd --config {config_file} users list\n"
+                    + (f"(The SCIM application {APP_NAME} stopped with the demo: the kept configuration leaves it out.)\n"
+                       if app else "")
+                    + f"Explore it (no simulator needed): syncd --config {config_file} users list\n"
                     "  ... status, groups list, reports, report latest --format html -o report.html, explain jane.doe@fabrikam.com\n"
                     "Sync it again against the same simulated tenant, served until Ctrl-C:\n"
                     f"  syncd simulator --demo --demo-changes --store {store} --write-config {store.with_name(store.stem + '-live.toml')}\n"

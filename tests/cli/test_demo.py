@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,9 @@ def test_the_demo_runs_behind_a_dead_proxy() -> None:
     assert r.code == 0, r
     first, second = json.loads(r.out)
     assert first["status"] == second["status"] == "partial"
-    assert first["counts"]["create"] > 30 and second["counts"]["deactivate"] == 2
+    assert first["counts"]["create"] > 30
+    # (counts take in the demo's SCIM application too, when scim2-server is there: the local entries only)
+    assert sum(1 for e in second["entries"] if e["action"] == "deactivate" and e.get("target", "local") == "local") == 2
 
 
 def test_loopback_never_goes_through_a_proxy_and_other_hosts_do(monkeypatch) -> None:
@@ -81,9 +85,71 @@ def test_a_kept_store_is_explored_after_the_demo_without_its_simulator(tmp_path:
         assert res.code == 0 and "Traceback" not in res.err, (args, res)
     users = {u["user_name"]: u for u in json.loads(run_syncd("users", "list", "--json", "--config", str(config)).out)}
     assert users["jane.doe@fabrikam.com"]["managed"] and users["shafi.goldwasser@contoso.onmicrosoft.com"]["status"] == "deactivated"
+    # the demo's SCIM application stopped with it: the kept configuration leaves its [[scim]] table out
+    assert "scim" not in tomllib.loads(config.read_text()) and "split-demo" in config.read_text()
+    assert not [p for p in d.iterdir() if "scim" in p.name or "token" in p.name]
     # a cycle needs the tenant, which is gone: a configuration error, in one line
     res = run_syncd("sync", "--config", str(config))
     assert res.code == 2 and res.err.count("\n") == 1 and "entra.ca_bundle" in res.err, res
+
+
+def test_the_demo_provisions_a_real_scim_application_and_reads_its_users_back(tmp_path: Path) -> None:
+    real = Path(sys.executable).with_name("scim2-server")
+    if not real.exists():
+        pytest.skip("scim2-server is not installed (./scripts/setup installs the test extra)")
+    # the demo starts this wrapper, which notes the arguments (the token among them) and runs the real server
+    args = tmp_path / "args"
+    wrapper = tmp_path / "scim2-server"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    r = run_syncd("demo", env={"SYNCD_DEMO_SCIM_SERVER": str(wrapper)} | dead_proxies(), timeout=120)
+    assert r.code == 0, r
+    argv = args.read_text().split("\n")
+    token = next(a for a in argv if a.startswith("--bearer-token=")).partition("=")[2]
+    assert len(token) >= 20 and token not in r.out and token not in r.err
+    assert "skipped" not in r.out.split("== First cycle")[0]
+    # after each cycle, what the application received, from the report
+    pushed = re.findall(r"^Application split-demo: succeeded, \d+ request\(s\): (.*)$", r.out, re.M)
+    assert len(pushed) == 2, r.out
+    first = dict((kind, int(n)) for n, kind in re.findall(r"create (\d+) (users|groups)", pushed[0]))
+    assert first["users"] > 30 and first["groups"] >= 3, pushed
+    assert "deactivate 2 users" in pushed[1] and "create 1 user" in pushed[1], pushed
+    # at the end, the application's users and groups as the SCIM server itself lists them
+    m = re.search(r"^Application split-demo \(SCIM at http://127\.0\.0\.1:(\d+)/v2\): (\d+) users \((\d+) active\), (\d+) groups$",
+                  r.out, re.M)
+    assert m, r.out
+    port, users, active, groups = map(int, m.groups())
+    assert users == first["users"] + 1 and active == users - 2  # the second cycle: one created, two deactivated
+    local_groups = int(re.search(r"^Local directory now: .*, (\d+) groups$", r.out, re.M).group(1))
+    assert groups == local_groups
+    assert "Engineering          15 members" in r.out.split(m.group(0))[1]
+    # the server stopped with the demo
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_the_demo_runs_without_scim2_server_and_says_how_to_get_the_application_part() -> None:
+    missing = {"SYNCD_DEMO_SCIM_SERVER": "/nonexistent/scim2-server"}
+    r = run_syncd("demo", env=missing, timeout=120)
+    assert r.code == 0 and "Traceback" not in r.err, r
+    skipped = [line for line in r.out.splitlines() if "Application part skipped" in line]
+    assert len(skipped) == 1 and "scim2-server" in skipped[0] and "./scripts/setup" in skipped[0], r.out
+    assert "split-demo" not in r.out and r.out.count("Why partial:") == 2
+    # --json: stdout stays the reports array; the line goes to stderr
+    r = run_syncd("demo", "--json", env=missing, timeout=120)
+    assert r.code == 0, r
+    first, second = json.loads(r.out)
+    assert "apps" not in first and "Application part skipped" in r.err and r.err.count("\n") == 1
+
+
+def test_the_demo_json_carries_the_application_in_the_reports() -> None:
+    if not Path(sys.executable).with_name("scim2-server").exists():
+        pytest.skip("scim2-server is not installed")
+    r = run_syncd("demo", "--json", timeout=120)
+    assert r.code == 0 and r.err == "", r
+    first, second = json.loads(r.out)
+    assert [a["name"] for a in first["apps"]] == ["split-demo"] and first["apps"][0]["status"] == "succeeded"
+    assert sum(1 for e in first["entries"] if e.get("target") == "split-demo" and e["object_type"] == "user") > 30
 
 
 @pytest.mark.parametrize("name", ["demo.db", "demo.toml", "demo.secret", "demo.db-wal", "demo.db.lock"])
