@@ -141,10 +141,12 @@ def recording_proxy(upstream: str, latency: float):
         def _forward(self, method, target, headers, body):
             if latency:
                 time.sleep(latency)
+            t = time.monotonic()
             status, rheaders, data = super()._forward(method, target, headers, body)
             with self._lock:
                 self.recorded.append({"method": method, "target": target, "body": body.decode() if body else None,
-                                      "status": status, "answer": data.decode(errors="replace") if data else None})
+                                      "status": status, "answer": data.decode(errors="replace") if data else None,
+                                      "server_s": time.monotonic() - t})
             return status, rheaders, data
 
     return RecordingProxy(upstream)
@@ -235,20 +237,25 @@ def timed_pair(args, work: Path, base_db: Path, token_file: Path, latency: float
         if fr.code != 0:
             raise SystemExit(f"floor child failed: {fr.err[-3000:]}")
         floor = fr.json()
+        floor_server_s = sum(x["server_s"] for x in scim.proxy.recorded)
     finally:
         scim.close()
     methods: dict[str, int] = {}
     for x in recorded:
         k = f"{x['method']} {x['target'].split('?')[0].removeprefix(TENANT_PATH).split('/')[1]}"
         methods[k] = methods.get(k, 0) + 1
+    push_server_s = sum(x["server_s"] for x in recorded)
     print(f"  [{tag}] push {push['push_s']:.2f}s ({push['requests']} requests, {push['status']}, {push['counts']}) "
-          f"rss {r.rss_mb:.0f} MB; floor {floor['floor_s']:.2f}s ({floor['statuses']}); requests {methods}", flush=True)
+          f"rss {r.rss_mb:.0f} MB; floor {floor['floor_s']:.2f}s ({floor['statuses']}); requests {methods}; "
+          f"the server's answers took {push_server_s:.2f}s in all for the push, {floor_server_s:.2f}s for the floor",
+          flush=True)
     bad = {s: n for s, n in floor["statuses"].items() if int(s) >= 300}
     if bad:
         print(f"  [{tag}] WARNING: the floor's replay got {bad}", flush=True)
     return {"push_s": push["push_s"], "push_requests": push["requests"], "push_status": push["status"],
             "push_counts": push["counts"], "push_errors": push["errors"], "floor_s": floor["floor_s"],
             "floor_statuses": floor["statuses"], "requests": methods,
+            "push_server_s": round(push_server_s, 3), "floor_server_s": round(floor_server_s, 3),
             "ratio": round(push["push_s"] / floor["floor_s"], 2)}
 
 
