@@ -259,6 +259,16 @@ def timed_pair(args, work: Path, base_db: Path, token_file: Path, latency: float
             "ratio": round(push["push_s"] / floor["floor_s"], 2)}
 
 
+def best_pair(args, work: Path, base_db: Path, token_file: Path, latency: float, tag: str) -> dict[str, Any]:
+    """Best of ``--repeat`` for the push and for the floor alike (each run's ratio kept too)."""
+    runs = [timed_pair(args, work, base_db, token_file, latency, f"{tag} #{i + 1}") for i in range(args.repeat)]
+    out = dict(min(runs, key=lambda x: x["push_s"]))
+    floor = min(runs, key=lambda x: x["floor_s"])
+    out.update(floor_s=floor["floor_s"], floor_server_s=floor["floor_server_s"],
+               ratio=round(out["push_s"] / floor["floor_s"], 2), pair_ratios=[x["ratio"] for x in runs])
+    return out
+
+
 def bench(args) -> tuple[dict[str, Any], list[tuple[str, str, bool]]]:
     from run import change_users, run
 
@@ -295,12 +305,12 @@ def bench(args) -> tuple[dict[str, Any], list[tuple[str, str, bool]]]:
             print(f"  cycle, no application: {r0.wall:.2f}s rss {r0.rss_mb:.0f} MB status {rep0['status']}", flush=True)
 
             # 2-4. the push alone, and its floor, without and with latency
-            f["push"] = timed_pair(args, work, base_db, token_file, 0.0, "0ms")
+            f["push"] = best_pair(args, work, base_db, token_file, 0.0, "0ms")
             p = f["push"]
             checks.append((f"first push <= {TARGET_PUSH_RATIO} x floor",
                            f"{p['push_s']:.2f}s vs floor {p['floor_s']:.2f}s = {p['ratio']}x", p["ratio"] <= TARGET_PUSH_RATIO))
             if args.latency:
-                f["latency"] = timed_pair(args, work, base_db, token_file, args.latency, f"{args.latency * 1000:.0f}ms")
+                f["latency"] = best_pair(args, work, base_db, token_file, args.latency, f"{args.latency * 1000:.0f}ms")
                 q = f["latency"]
                 checks.append((f"first push, {args.latency * 1000:.0f} ms/request <= {TARGET_LATENCY_RATIO} x floor",
                                f"{q['push_s']:.2f}s vs floor {q['floor_s']:.2f}s = {q['ratio']}x",
@@ -368,6 +378,7 @@ def main() -> int:
     p.add_argument("--flavour", choices=["bulk", "patch"], default="bulk",
                    help="scim2-server's ServiceProviderConfig: bulk (its defaults) or patch (no Bulk)")
     p.add_argument("--concurrency", type=int, default=4, help="[[scim]] concurrency, and the floor's")
+    p.add_argument("--repeat", type=int, default=1, help="best of N, for the push and the floor alike")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args()
     f, checks = bench(args)
@@ -379,6 +390,8 @@ def main() -> int:
             x = f[key]
             print(f"  {label:<32} {x['push_s']:8.2f}s   floor {x['floor_s']:8.2f}s   {x['ratio']:5.2f} x floor   "
                   f"{x['push_requests']} requests")
+            print(f"  {'':<32} the server's own answer time: push {x['push_server_s']:.2f}s, floor {x['floor_server_s']:.2f}s; "
+                  f"run by run ratios {x['pair_ratios']}")
     print(f"  peak RSS: cycle without an application {f['noapp_rss_mb']:.0f} MB, with one {f['app_rss_mb']:.0f} MB")
     print(f"  no change: {f['nochange_requests']} requests; {f['changed_users']} users changed: "
           f"{f['changed_requests']} requests ({f['changed_groups']} groups' members changed)")
