@@ -244,6 +244,18 @@ def failing_apps(report: CycleReport) -> str:
     return ", ".join(f"{a['name']} ({a['status']})" for a in report.apps if a.get("status") in ("failed", "partial"))
 
 
+@contextmanager
+def _usual_gc_passes() -> Iterator[None]:
+    """The interpreter's own GC thresholds for a push: its thousands of requests leave
+    short-lived cycles (httpx, threads) that only the collector frees (BENCHMARKS.md)."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:
     """Push to each enabled ``[[scim]]`` application, in the configuration's order (R20-R25).
 
@@ -267,11 +279,12 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
     for app in enabled:
         summary: dict[str, object] = {"name": app.name}
         try:
-            out = push_application(
-                app, store.conn, directory, cycle_id=report.cycle_id, dry_run=options.dry_run,
-                full_reconcile=report.mode == "full", approve_deactivations=options.approve_deactivations,
-                options=push_options,
-            )
+            with _usual_gc_passes():
+                out = push_application(
+                    app, store.conn, directory, cycle_id=report.cycle_id, dry_run=options.dry_run,
+                    full_reconcile=report.mode == "full", approve_deactivations=options.approve_deactivations,
+                    options=push_options,
+                )
         except Exception as exc:  # noqa: BLE001 - one application's failure never stops the others (R25)
             log.debug("push to %s failed", app.name, exc_info=True)
             report.errors.append(f"{app.name}: the push failed unexpectedly: {type(exc).__name__}: {exc}")
