@@ -94,7 +94,7 @@ def run_cycle(
     on_demand_reader: Reader = default_on_demand_reader,
     progress: Progress = None,
 ) -> CycleReport:
-    with cycle_lock(config.store_path, wait=options.wait, command=options.command), _fewer_gc_passes():
+    with cycle_lock(config.store_path, wait=options.wait, command=options.command), _gc_thresholds(*FEWER_GC_PASSES):
         store = Store(config.store_path)
         try:
             report = _run_locked(store, config, options, reader, on_demand_reader, progress)
@@ -108,19 +108,25 @@ def run_cycle(
 
 
 @contextmanager
-def _fewer_gc_passes() -> Iterator[None]:
-    """Let the cyclic GC run rarely during a cycle.
+def _gc_thresholds(*thresholds: int) -> Iterator[None]:
+    """The cyclic GC's thresholds for a stretch of work, restored after it.
 
-    A cycle allocates 10^5-10^6 objects that nearly all live until its end; with the default
-    thresholds the collector rescans them hundreds of times (BENCHMARKS.md).
-    Reference counting still frees everything else at once.
+    A cycle runs with ``FEWER_GC_PASSES``: it allocates 10^5-10^6 objects that nearly all
+    live until its end, and the default thresholds rescan them hundreds of times
+    (BENCHMARKS.md); reference counting still frees everything else at once. A push runs
+    with ``USUAL_GC_PASSES``: its thousands of requests leave short-lived cycles (httpx,
+    threads) that only the collector frees.
     """
     before = gc.get_threshold()
-    gc.set_threshold(200_000, 50, 1000)
+    gc.set_threshold(*thresholds)
     try:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+FEWER_GC_PASSES = (200_000, 50, 1000)
+USUAL_GC_PASSES = (700, 10, 10)  # (the interpreter's own)
 
 
 def _due_full(store: Store, config: Config) -> bool:
@@ -244,18 +250,6 @@ def failing_apps(report: CycleReport) -> str:
     return ", ".join(f"{a['name']} ({a['status']})" for a in report.apps if a.get("status") in ("failed", "partial"))
 
 
-@contextmanager
-def _usual_gc_passes() -> Iterator[None]:
-    """The interpreter's own GC thresholds for a push: its thousands of requests leave
-    short-lived cycles (httpx, threads) that only the collector frees (BENCHMARKS.md)."""
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
 def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:
     """Push to each enabled ``[[scim]]`` application, in the configuration's order (R20-R25).
 
@@ -279,7 +273,7 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
     for app in enabled:
         summary: dict[str, object] = {"name": app.name}
         try:
-            with _usual_gc_passes():
+            with _gc_thresholds(*USUAL_GC_PASSES):
                 out = push_application(
                     app, store.conn, directory, cycle_id=report.cycle_id, dry_run=options.dry_run,
                     full_reconcile=report.mode == "full", approve_deactivations=options.approve_deactivations,
