@@ -27,7 +27,7 @@ from .plan.guards import apply_guards
 from .plan.rules import names_claimed, plan, restrict
 from .plan.settings import PlanSettings
 from .read import OnPage
-from .report.model import CycleReport, outcome_in_words
+from .report.model import CycleReport
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, resave_report, save_report
@@ -238,16 +238,8 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
         with store.transaction():
             save_report(store, report)
             prune_reports(store, config.retention_days)
-    counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
-    failing = failing_apps(report)
-    log.info("cycle %s %s; %s%s", report.cycle_id, outcome_in_words(report.status, report.errors, report.cycle_id), counts,
-             f"; applications failing: {failing}" if failing else "")
+    log.info("cycle %s: %s", report.cycle_id, report.outline())
     return report
-
-
-def failing_apps(report: CycleReport) -> str:
-    """The applications whose push failed or was partial, as ``name (status), ...`` ("" if none)."""
-    return ", ".join(f"{a['name']} ({a['status']})" for a in report.apps if a.get("status") in ("failed", "partial"))
 
 
 def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:

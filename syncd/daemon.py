@@ -60,16 +60,7 @@ def backoff_delay(failures: int, interval: timedelta, cap: timedelta = BACKOFF_C
 
 
 def status_line(report) -> str:
-    from .report.model import outcome_in_words
-
-    counts = " ".join(f"{k}={v}" for k, v in report.counts.items()) or "no changes"
-    outcome = outcome_in_words(report.status, report.errors, report.cycle_id)
-    line = f"last cycle {report.cycle_id} ({report.mode}, {report.ended_at}): {counts}; {outcome}"
-    from .cycle import failing_apps
-
-    if failing := failing_apps(report):
-        line += f"; applications failing: {failing}"
-    return line[:400]
+    return f"last cycle {report.cycle_id} ({report.mode}, {report.ended_at}): {report.outline()}"[:400]
 
 
 class Daemon:

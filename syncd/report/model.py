@@ -217,6 +217,14 @@ class CycleReport:
             "counts": self.counts,
         }
 
+    def outline(self) -> str:
+        """One line for logs: what the cycle did and, when it did not simply succeed, why
+        (``outcome_in_words``), naming the applications whose push failed."""
+        counts = " ".join(f"{k}={v}" for k, v in self.counts.items()) or "no changes"
+        line = f"{counts}; {outcome_in_words(self.status, self.errors, self.cycle_id)}"
+        failing = ", ".join(f"{a['name']} ({a['status']})" for a in self.apps if a.get("status") in ("failed", "partial"))
+        return f"{line}; applications failing: {failing}" if failing else line
+
     def header(self) -> dict[str, Any]:
         head = {
             **self.summary(),
