@@ -207,9 +207,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             report.ended_at = now_iso()
             if options.dry_run:
                 # the applications' previews see the directory as this cycle would leave it
-                if _push_apps(store, config, report, options):
-                    report.status = _status(report, held)
-                    report.ended_at = now_iso()
+                _push_apps(store, config, report, options, held)
                 raise _DryRun
             if not on_demand:
                 store.set_meta("delta_links", json.dumps(read.delta_links))
@@ -230,9 +228,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
             prune_reports(store, config.retention_days)
         # R24: each application is brought in step once the local directory has committed;
         # the report (stored with the local changes) is completed with the push's entries
-        if _push_apps(store, config, report, options):
-            report.status = _status(report, held)
-            report.ended_at = now_iso()
+        if _push_apps(store, config, report, options, held):
             resave_report(store, report)
     except _DryRun:
         with store.transaction():
@@ -242,14 +238,15 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     return report
 
 
-def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions) -> bool:
+def _push_apps(store: Store, config: Config, report: CycleReport, options: CycleOptions, held: bool) -> bool:
     """Push to each enabled ``[[scim]]`` application, in the configuration's order (R20-R25).
 
     Called after the local transaction committed (a dry run: inside it, before its rollback,
     with ``dry_run``: reads only). Each application's entries (``"target"``: its name) join
     the report, its errors too (prefixed with its name), and a summary goes to
-    ``report.apps``. One application's failure (a refused token included) stops only it.
-    On demand, the whole application is brought in step: the engine has no narrower push.
+    ``report.apps``; the report's status and end take the pushes in (``held``: the local
+    plan's). One application's failure (a refused token included) stops only it. On
+    demand, the whole application is brought in step: the engine has no narrower push.
     False when no application is enabled.
     """
     enabled = [a for a in config.scim if a.enabled]
@@ -295,6 +292,8 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
         else:
             log.info("push to %s %s: %s, %d request(s)", app.name, out.status, out.counts, out.requests)
     report.phases["push"] = round(time.monotonic() - t, 3)
+    report.status = _status(report, held)
+    report.ended_at = now_iso()
     return True
 
 
