@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -38,6 +38,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.stop import stop_base
 
 from ..config import ScimApp
+from ..net import parse_retry_after
 
 log = logging.getLogger("syncd.push")
 
@@ -131,18 +132,9 @@ class _Stop(stop_base):
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: whole or decimal seconds, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    """Seconds to wait from a ``Retry-After`` header (``net.parse_retry_after``; ``now`` as a
+    timestamp)."""
+    return parse_retry_after(value, None if now is None else datetime.fromtimestamp(now, UTC))
 
 
 def _base_store() -> str | None:

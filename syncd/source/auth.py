@@ -31,8 +31,9 @@ from urllib.parse import urlparse
 
 from ..config import EntraConfig
 from ..errors import AuthRefused, NetworkFailed, ServerFailed, SourceError, Throttled, TlsFailed
+from ..net import parse_retry_after
 from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
-from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning, parse_retry_after
+from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.auth")
 
@@ -294,16 +295,12 @@ class TokenHttpClient:
             )) from None
         if response.status_code not in RETRYABLE_TOKEN_STATUS:
             return response
-        retry_after = self._retry_after(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         response.close()
         raise Retryable((Throttled if response.status_code == 429 else ServerFailed)(
             f"token endpoint {host}{urlparse(url).path} answered {response.status_code} after {attempt} attempts",
             fix="Entra ID is throttling or unavailable: the next cycle retries",
         ), retry_after)
-
-    @staticmethod
-    def _retry_after(response: Any) -> float | None:
-        return parse_retry_after(response.headers.get("Retry-After"))
 
 
 # --------------------------------------------------------------------------- the token source

@@ -62,9 +62,10 @@ from ..errors import (
     SourceError,
     Throttled,
 )
+from ..net import parse_retry_after
 from .auth import TokenSource, redact
 from .tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
-from .tuning import Deadline, Retryable, Tuning, parse_retry_after
+from .tuning import Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.graph")
 

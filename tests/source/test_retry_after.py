@@ -12,9 +12,9 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
+from syncd.net import parse_retry_after
 from syncd.simulator import Fault, Simulator
 from syncd.source import Tuning
-from syncd.source.tuning import parse_retry_after
 
 from .conftest import FAST
 

@@ -1,0 +1,34 @@
+"""What the Graph source and the SCIM push share about HTTP (neither imports the other)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+_SECONDS = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:,.*)?")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or None when there is none or it is
+    unreadable.
+
+    Whole seconds (RFC 9110), decimal seconds (Graph's throttling page shows ``2.128``) or
+    an HTTP date (seconds from ``now`` until then, 0 once past). A repeated header joined
+    by a comma (``2, 2``) counts once.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    m = _SECONDS.fullmatch(text)
+    if m:
+        seconds = float(m.group(1))
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
