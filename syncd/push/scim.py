@@ -19,11 +19,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +36,7 @@ from tenacity.stop import stop_base
 
 from ..config import ScimApp
 from ..net import parse_retry_after
+from ..tls import ssl_context
 
 log = logging.getLogger("syncd.push")
 
@@ -137,36 +135,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return parse_retry_after(value, None if now is None else datetime.fromtimestamp(now, UTC))
 
 
-def _base_store() -> str | None:
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-@functools.lru_cache(maxsize=8)
-def _ssl_context(ca_bundle: str | None, stamp: int | None) -> ssl.SSLContext:
-    # the system store (certifi's where there is none) plus the application's extra CAs
-    base = _base_store()
-    if base is None:
-        import certifi
-
-        base = certifi.where()
-    ctx = ssl.create_default_context(cafile=base)
-    if ca_bundle:
-        try:
-            ctx.load_verify_locations(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise ScimError(f"ca_bundle {ca_bundle} is not a readable PEM CA bundle ({exc})") from None
-    return ctx
-
-
-def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    stamp = os.stat(ca_bundle).st_mtime_ns if ca_bundle and os.path.exists(ca_bundle) else None
-    return _ssl_context(ca_bundle, stamp)
-
-
 def _detail(response: httpx.Response) -> tuple[str, str | None]:
     """A SCIM error's detail and scimType, short, from the body only (never the headers)."""
     try:
@@ -196,7 +164,7 @@ class ScimClient:
         self._http = httpx.Client(
             base_url=app.base_url + "/",
             headers={"Authorization": f"Bearer {token}", "Accept": SCIM_JSON, "User-Agent": "syncd"},
-            verify=ssl_context(app.ca_bundle) if app.base_url.startswith("https:") else True,
+            verify=ssl_context(app.ca_bundle, key=f"scim.{app.name}.ca_bundle") if app.base_url.startswith("https:") else True,
             trust_env=False,
             timeout=httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s),
             limits=limits,

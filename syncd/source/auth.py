@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 from ..config import EntraConfig
 from ..errors import AuthRefused, NetworkFailed, ServerFailed, SourceError, Throttled, TlsFailed
 from ..net import parse_retry_after
-from .tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
+from ..tls import is_certificate_failure, proxy_for, requests_adapter, ssl_context, tls_error
 from .tuning import DEFAULT_TUNING, Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.auth")

@@ -63,8 +63,8 @@ from ..errors import (
     Throttled,
 )
 from ..net import parse_retry_after
+from ..tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
 from .auth import TokenSource, redact
-from .tls import CA_BUNDLE_FIX, is_certificate_failure, proxy_for, ssl_context, tls_error
 from .tuning import Deadline, Retryable, Tuning
 
 log = logging.getLogger("syncd.source.graph")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.source.tls import proxy_for
+from syncd.tls import proxy_for
 from tests.conftest import run_syncd
 
 ROOT = Path(__file__).resolve().parents[2]

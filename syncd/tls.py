@@ -1,6 +1,7 @@
-"""TLS trust and proxies for both HTTP stacks (requests for msal, httpx for Graph).
+"""TLS trust and proxies for every HTTP stack (requests for msal, httpx for Graph and for
+the SCIM applications).
 
-``entra.ca_bundle`` holds *extra* trusted CAs (a TLS-inspecting proxy, the simulator): we
+``entra.ca_bundle`` (and a ``[[scim]]`` table's ``ca_bundle``) holds *extra* trusted CAs (a TLS-inspecting proxy, the simulator): we
 trust the system store (certifi's where there is none) plus those. Both clients are built with
 ``trust_env=False`` because this kind of machine sets ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE``, which requests lets override ``verify=``: the configuration must win.
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 
 import certifi
 
-from ..errors import SourceError, TlsFailed
+from .errors import SourceError, TlsFailed
 
 CA_BUNDLE_FIX = (
     "if a proxy or private CA re-signs TLS, put its CA certificate (PEM) in the file named by "
@@ -48,46 +49,47 @@ def _holds_pem(path: str) -> bool:
         return False
 
 
-def _read_extra(ca_bundle: str) -> bytes:
+def _read_extra(ca_bundle: str, key: str) -> bytes:
     try:
         pem = Path(ca_bundle).read_bytes()
     except OSError as exc:
         raise TlsFailed(
-            f"entra.ca_bundle {ca_bundle} cannot be read ({exc.strerror})",
+            f"{key} {ca_bundle} cannot be read ({exc.strerror})",
             fix="check the path and its permissions",
         ) from None
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise TlsFailed(
-            f"entra.ca_bundle {ca_bundle} holds no PEM certificate",
-            fix="entra.ca_bundle must be a PEM file of CA certificates",
+            f"{key} {ca_bundle} holds no PEM certificate",
+            fix=f"{key} must be a PEM file of CA certificates",
         )
     return pem
 
 
-def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verifying context: the system (or certifi) store + the configured extra CAs.
+def ssl_context(ca_bundle: str | None, key: str = "entra.ca_bundle") -> ssl.SSLContext:
+    """Verifying context: the system (or certifi) store + the configured extra CAs (``key``
+    names the setting in errors).
 
-    Shared by msal's requests session and the httpx client, and cached per process:
-    parsing a CA store costs ~0.15 s here, too much to pay per connection or per cycle.
+    Shared by msal's requests session and the httpx clients, and cached per process:
+    parsing a CA store is too slow to pay per connection or per cycle (BENCHMARKS.md).
     """
     stamp = None
     if ca_bundle:
         with contextlib.suppress(OSError):
             stamp = os.stat(ca_bundle).st_mtime_ns
-    return _cached_context(ca_bundle, stamp)
+    return _cached_context(ca_bundle, stamp, key)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_context(ca_bundle: str | None, stamp: int | None) -> ssl.SSLContext:
+@functools.lru_cache(maxsize=8)
+def _cached_context(ca_bundle: str | None, stamp: int | None, key: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=_base_store())
     if ca_bundle:
-        pem = _read_extra(ca_bundle)
+        pem = _read_extra(ca_bundle, key)
         try:
             ctx.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
         except ssl.SSLError as exc:
             raise TlsFailed(
-                f"entra.ca_bundle {ca_bundle} is not a valid PEM CA bundle ({exc.reason})",
-                fix="entra.ca_bundle must be a PEM file of CA certificates",
+                f"{key} {ca_bundle} is not a valid PEM CA bundle ({exc.reason})",
+                fix=f"{key} must be a PEM file of CA certificates",
             ) from None
     return ctx
 
