@@ -276,8 +276,7 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
             continue
         for entry in out.entries:
             report.add_entry(entry)
-        prefix = f"{app.name}:"
-        report.errors.extend(e if e.startswith(prefix) else f"{prefix} {e}" for e in out.errors)
+        report.errors.extend(out.errors)  # (each names its application)
         summary.update(status=out.status, requests=out.requests, throttled=out.throttled, counts=out.counts)
         if out.held:
             summary["held"] = True

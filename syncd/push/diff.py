@@ -132,9 +132,6 @@ class PushPlan:
     held_users: frozenset[int] = frozenset()  # users whose deactivation is held (for later rounds)
     admin_held: bool = False  # R12 held something back
 
-    def __bool__(self) -> bool:
-        return bool(self.ops)
-
 
 def desired_state(directory: Directory) -> Desired:
     """R20/R21: the managed users and groups; a group's members are its active managed users."""

@@ -46,7 +46,6 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -56,6 +55,7 @@ from ..config import ScimApp
 from ..errors import SyncdError
 from ..model import Directory
 from ..store import apps
+from ..store.db import utcnow
 from .diff import (
     LOCAL_NAMES,
     AppGroup,
@@ -93,7 +93,6 @@ class AppOutcome:
     """What one push did (or, in a dry run, would do)."""
 
     app: str
-    dry_run: bool = False
     status: str = "succeeded"  # succeeded | partial | held | failed | disabled
     entries: list[dict[str, Any]] = field(default_factory=list)  # SPEC §4 entries + "target"
     errors: list[str] = field(default_factory=list)
@@ -126,7 +125,7 @@ def push_application(
     transport: httpx.BaseTransport | None = None,
 ) -> AppOutcome:
     """Bring ``app`` in step with ``directory`` (see the module docstring)."""
-    outcome = AppOutcome(app.name, dry_run=dry_run)
+    outcome = AppOutcome(app.name)
     if not app.enabled:
         outcome.status = "disabled"
         return outcome
@@ -135,10 +134,6 @@ def push_application(
                  options=options or Options(), transport=transport)
     push.run()
     return outcome
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def user_values(resource: dict[str, Any]) -> UserValues:
@@ -290,7 +285,7 @@ class _Push:
         elif out.held:
             out.status = "held"
         if not self.dry_run:
-            apps.finish_push(self.conn, self.app.name, cycle_id=self.cycle_id, status=out.status, ended_at=_now(),
+            apps.finish_push(self.conn, self.app.name, cycle_id=self.cycle_id, status=out.status, ended_at=utcnow(),
                              requests=out.requests, errors=out.errors)
 
     def _converse(self, backing_off: set[str]) -> None:
@@ -482,9 +477,6 @@ class _Push:
         """The requests of one operation (ids resolved now: users are sent before groups).
 
         ``preview``: users not created yet stand as ``new:LOCAL_ID`` (a dry run creates nothing)."""
-        ids = {uid: au.app_id for uid, au in self.state.users.items()}
-        if preview:
-            ids.update({uid: f"new:{uid}" for uid in self.desired.users if uid not in ids})
         if op.kind == "create_user":
             assert op.user is not None
             return [_Req("POST", "Users", user_body(op.user), op)]
@@ -495,6 +487,10 @@ class _Push:
                 return [_Req("PUT", f"Users/{app_id}", user_body(op.user), op, put=True)]
             patch = {"schemas": [PATCH_OP], "Operations": [_replace(a, getattr(op.user, a)) for a in op.changed]}
             return [_Req("PATCH", f"Users/{app_id}", patch, op)]
+        # the members' ids, for group operations only (built per operation: users go first)
+        ids = {uid: au.app_id for uid, au in self.state.users.items()}
+        if preview:
+            ids.update({uid: f"new:{uid}" for uid in self.desired.users if uid not in ids})
         if op.kind == "create_group":
             assert op.group is not None
             sent = tuple(sorted(m for m in op.group.members if m in ids))
@@ -842,7 +838,7 @@ class _Push:
             self.batch = apps.Batch()
             return
         if self.batch:
-            apps.commit(self.conn, self.app.name, self.batch, push=self.push_no, now=_now())
+            apps.commit(self.conn, self.app.name, self.batch, push=self.push_no, now=utcnow())
         self.batch = apps.Batch()
 
 

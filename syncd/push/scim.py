@@ -98,7 +98,6 @@ class Capabilities:
     bulk_max_payload: int = 0
     filter: bool = True
     filter_max_results: int | None = None
-    etag: bool = False
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Capabilities:
@@ -115,7 +114,6 @@ class Capabilities:
             bulk_max_payload=int(bulk.get("maxPayloadSize") or 0),
             filter=supported("filter"),
             filter_max_results=int(flt["maxResults"]) if flt.get("maxResults") else None,
-            etag=supported("etag"),
         )
 
 
