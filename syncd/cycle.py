@@ -369,8 +369,8 @@ def _backing_off(report: CycleReport, waiting: int) -> None:
         report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
 
 
-# A full plan over more users than this goes in slices (memory: 1M users in one plan held
-# ~800 MB). Tests lower it to exercise slicing on small tenants.
+# A full plan over more users than this goes in slices (a 1M-user plan at once overflows the
+# memory target: BENCHMARKS.md). Tests lower it to exercise slicing on small tenants.
 SLICE_USERS = 100_000
 
 
@@ -451,7 +451,7 @@ def _own(c: Change, users: set[str], *, first: bool) -> bool:
 
 
 def _drop_bulk(read: GraphRead) -> None:
-    """Free a read's objects once they are in the mirror (~100 MB at 100k users)."""
+    """Free a read's objects once they are in the mirror (peak memory: BENCHMARKS.md)."""
     read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
     read.removed_users, read.removed_groups = set(), set()
     read.buffered_held = None  # (the Fold has them)

@@ -80,9 +80,7 @@ def apps_status(store: Store, config: Config, today: date) -> list[dict[str, Any
                             else f"the SCIM token expired on {expires.isoformat()}: {fix}")
         if last is not None and last["status"] in ("failed", "partial"):
             errors = [str(e) for e in last.get("errors") or []]  # type: ignore[attr-defined]
-            first = errors[0] if errors else "see `syncd report latest`"
-            what = "failed" if last["status"] == "failed" else "applied with errors"
-            warnings.append(f"the last push {what}: {first}")
+            warnings.append(f"the last push {outcome_in_words(str(last['status']), errors, str(last['cycle_id']))}")
         if pending:
             warnings.append(f"{pending} object(s) wait for a push that failed: retried in later cycles (backing off)")
         out.append({

@@ -37,8 +37,8 @@ class Entries:
     """A report's entries as their canonical JSON (the text the audit chain stores), held a
     thousand to a compressed chunk, as ``report.chunks`` stores them.
 
-    A full cycle over 100k users has 81k-140k entries: as dicts they took about 1 KB
-    each, as text ~430 bytes (60 MB at 140k), compressed ~35. A chunk is compressed as it
+    A big cycle's entries are far smaller as text than as dicts, and smaller again
+    compressed (BENCHMARKS.md). A chunk is compressed as it
     fills, and the sha256 of the entries (``audit.entries_hash``) kept as it goes: saving
     the report computes only the chain hash, and writes the chunks as they are. Reading
     an entry decodes it (keys then come sorted, as they do from a stored report).
