@@ -116,7 +116,7 @@ def _app_metrics(store: Store, report: CycleReport, metric) -> None:
     from .store import apps
 
     names = [str(a["name"]) for a in report.apps]
-    names += [r[0] for r in store.conn.execute("SELECT app FROM app_pushes ORDER BY app") if r[0] not in names]
+    names += [name for name in apps.pushed_apps(store.conn) if name not in names]
     if not names:
         return
     pushes = {name: apps.last_push(store.conn, name) for name in names}

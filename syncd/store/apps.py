@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from .db import write_transaction
 
 # (app_id, user_name, display_name, email, active, external_id)
 UserRow = tuple[str, str, str | None, str | None, bool, str | None]
@@ -53,20 +53,6 @@ class Batch:
                     self.succeeded, self.failed))
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    if conn.in_transaction:  # (the caller's transaction: it commits)
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def load(conn: sqlite3.Connection, app: str) -> Stored:
     stored = Stored()
     for uid, app_id, user_name, display_name, email, active, external_id in conn.execute(
@@ -86,7 +72,7 @@ def commit(conn: sqlite3.Connection, app: str, batch: Batch, *, push: int, now: 
     """Write one batch of outcomes in one transaction. ``push``: this push's number (back-off)."""
     if not batch:
         return
-    with _transaction(conn):
+    with write_transaction(conn, join=True):
         conn.executemany("DELETE FROM app_users WHERE app = ? AND user_id = ?", ((app, u) for u in batch.users_gone))
         conn.executemany("DELETE FROM app_members WHERE app = ? AND user_id = ?", ((app, u) for u in batch.users_gone))
         conn.executemany(
@@ -136,8 +122,13 @@ def failures(conn: sqlite3.Connection, app: str) -> dict[str, tuple[int, int, st
 def forget_failures(conn: sqlite3.Connection, app: str, keys: set[str]) -> None:
     """Failures of objects the application no longer needs a change for."""
     if keys:
-        with _transaction(conn):
+        with write_transaction(conn, join=True):
             conn.executemany("DELETE FROM app_failures WHERE app = ? AND key = ?", ((app, k) for k in keys))
+
+
+def pushed_apps(conn: sqlite3.Connection) -> list[str]:
+    """Every application that has a push on record, by name."""
+    return [r[0] for r in conn.execute("SELECT app FROM app_pushes ORDER BY app")]
 
 
 def pushes(conn: sqlite3.Connection, app: str) -> int:
@@ -148,7 +139,7 @@ def pushes(conn: sqlite3.Connection, app: str) -> int:
 
 def start_push(conn: sqlite3.Connection, app: str) -> int:
     """Count a push that sends something; returns its number (1, 2, ...)."""
-    with _transaction(conn):
+    with write_transaction(conn, join=True):
         conn.execute(
             "INSERT INTO app_pushes (app, pushes) VALUES (?, 1) ON CONFLICT (app) DO UPDATE SET pushes = pushes + 1",
             (app,),
@@ -159,7 +150,7 @@ def start_push(conn: sqlite3.Connection, app: str) -> int:
 def finish_push(
     conn: sqlite3.Connection, app: str, *, cycle_id: str, status: str, ended_at: str, requests: int, errors: list[str]
 ) -> None:
-    with _transaction(conn):
+    with write_transaction(conn, join=True):
         conn.execute(
             "INSERT INTO app_pushes (app, pushes, cycle_id, status, ended_at, requests, errors) VALUES (?, 0, ?, ?, ?, ?, ?)"
             " ON CONFLICT (app) DO UPDATE SET cycle_id = excluded.cycle_id, status = excluded.status,"

@@ -181,14 +181,8 @@ class Store:
         if checkpoint_behind:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(self.conn):
                 yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
         finally:
             if checkpoint_behind:
                 self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
@@ -462,6 +456,22 @@ def select_in(store: Store, sql: str, ids: Iterable[object]) -> list[tuple]:
         return []
     uses = sql.count("{}")
     return store.conn.execute(sql.format(*["SELECT value FROM json_each(?)"] * uses), [json.dumps(ids)] * uses).fetchall()
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, *, join: bool = False) -> Iterator[None]:
+    """One write transaction on ``conn``, taken at once (BEGIN IMMEDIATE) so a reader never
+    has to upgrade; ``join``: inside the caller's own transaction, that one (it commits)."""
+    if join and conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def utcnow() -> str:
