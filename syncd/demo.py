@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from . import config as config_mod
+from .config import ScimApp
 from .cycle import CycleOptions, run_cycle
-from .errors import UsageError
+from .errors import SyncdError, UsageError
 from .report.model import CycleReport
 from .report.render import render_text
 from .simulator import Simulator, Tenant
@@ -193,25 +193,18 @@ def _pushed(report: CycleReport) -> str:
 
 
 def _read_back(app: DemoApp) -> list[str]:
-    """The application's users and groups, read from the SCIM server itself."""
+    """The application's users and groups, read from the SCIM server itself (syncd's own
+    SCIM client, with a short budget: a demo does not wait for a dead server)."""
+    from .push.scim import Options, ScimClient, ScimError
+
     token = app.token_file.read_text().strip()
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
-
-    def listing(client: httpx.Client, resource: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        while True:
-            r = client.get(f"{app.base_url}/{resource}", params={"startIndex": len(out) + 1, "count": 500})
-            r.raise_for_status()
-            page = r.json()
-            out += page.get("Resources", [])
-            if not page.get("Resources") or len(out) >= int(page.get("totalResults", 0)):
-                return out
-
+    target = ScimApp(name=APP_NAME, base_url=app.base_url, token_file=str(app.token_file), deactivation_threshold=0, token=token)
     try:
-        with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:  # (loopback: never a proxy)
-            users = listing(client, "Users")
-            groups = listing(client, "Groups")
-    except (httpx.HTTPError, ValueError) as e:
+        with ScimClient(target, token, Options(timeout_s=10, max_attempts=2, budget_s=30)) as client:
+            caps = client.capabilities()
+            users = list(client.listing("Users", caps=caps))
+            groups = list(client.listing("Groups", caps=caps))
+    except (ScimError, SyncdError) as e:
         return [f"Application {APP_NAME} (SCIM at {app.base_url}): could not be read back: {type(e).__name__}"]
     active = sum(1 for u in users if u.get("active", True))
     lines = [f"Application {APP_NAME} (SCIM at {app.base_url}): {len(users)} users ({active} active), {len(groups)} groups"]
