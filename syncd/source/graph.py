@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlparse
 
 from ..config import EntraConfig
 from ..errors import DeltaExpired, NotFound, ServerFailed, SourceError, TimedOut
-from ..model import ABSENT, EntraGroup, GraphRead
+from ..model import EntraGroup, GraphRead
 from ..read import GraphPage, OnPage, ReadAccumulator
 from .auth import TokenSource, shared_token_source
 from .pages import (
@@ -58,6 +58,7 @@ from .pages import (
     assignments_page,
     group_from_item,
     groups_page,
+    has_properties,
     is_guid,
     malformed,
     members_page,
@@ -448,7 +449,7 @@ class GraphSource:
                     continue  # directory roles, administrative units
                 group = group_from_item(entry, where)
                 page.group_ids.append(group.id)
-                if group.display_name is not ABSENT or group.security_enabled is not ABSENT:
+                if has_properties(entry):
                     page.groups.append(group)
                 page.members_added[group.id] = {user.id: "user"}
                 groups_of.add(group.id)

@@ -148,7 +148,7 @@ def group_from_item(item: dict[str, Any], where: str) -> EntraGroup:
     )
 
 
-def _has_properties(item: dict[str, Any]) -> bool:
+def has_properties(item: dict[str, Any]) -> bool:
     """Whether a group item says anything of the group itself (a big group's later slices
     carry only its id and members@delta)."""
     return "displayName" in item or "securityEnabled" in item
@@ -184,7 +184,7 @@ def groups_page(raw: RawPage, where: str) -> GraphPage:
             page.removed_groups.append(gid)
             continue
         page.group_ids.append(gid)
-        if _has_properties(item):
+        if has_properties(item):
             page.groups.append(group_from_item(item, where))
         members = item.get("members@delta")
         if members is None:
