@@ -17,22 +17,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, ReadCancelled, SourceError
 from .lock import cycle_lock
-from .model import Change, Directory, EntraView, GraphRead, Plan
-from .plan.guards import apply_guards
-from .plan.rules import names_claimed, plan, restrict
+from .model import Change, GraphRead, Plan
+from .plan.guards import JOINING, apply_guards
+from .plan.rules import plan
 from .plan.settings import PlanSettings
 from .read import OnPage
 from .report.model import CycleReport
 from .store import failures, scoped
 from .store.apply import Applier
 from .store.audit import prune_reports, resave_report, save_report
-from .store.buffer import Fold
 from .store.db import Store
+from .store.incoming import IncomingRead
+from .units import plan_units
 
 log = logging.getLogger("syncd.cycle")
 
@@ -151,15 +151,12 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
 
     t0 = time.monotonic()
     try:
+        # pages are taken as they arrive; a full read's users go straight to the store
+        incoming = IncomingRead(store, full=mode == "full")
         if on_demand:
-            read = _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups)))
+            read = incoming.receive(lambda _: _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups))))
         else:
-            # pages are taken as they arrive; a full read's users go straight to the store
-            sink = store.buffered_read(full=not links)
-            try:
-                read = sink.finish(_cancellable(options, lambda: reader(config, links or None, progress, sink.add)))
-            finally:
-                sink.abandon()  # a read the daemon gave up on must not touch the store again
+            read = incoming.receive(lambda on_page: _cancellable(options, lambda: reader(config, links or None, progress, on_page)))
     except SourceError as exc:
         report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
         report.interrupted = isinstance(exc, ReadCancelled)
@@ -188,21 +185,15 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 touched = scoped.touched_before(
                     store, read, stored_assignments, transitive=settings.group_members == "transitive", scope_all=settings.scope == "all"
                 )
-            fold = store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
+            incoming.into_mirror(read, on_demand=on_demand, stored_assignments=stored_assignments)
             if on_demand:
                 _missing_on_demand(options, read, report)
-            if not on_demand:
-                _drop_bulk(read)  # in the mirror now (or in the fold's view); the planner reads it from there
             held = False
             if not nothing_new:
-                # a dry run that previews SCIM applications applies locally too, inside the
-                # transaction it rolls back: the applications' previews diff against that
-                preview = options.dry_run and any(a.enabled for a in config.scim)
-                held = _settle(store, settings, touched, report, options, on_demand, read, fold, apply_dry=preview)
+                held = _settle(store, settings, incoming, read, touched, report, options, on_demand=on_demand)
             else:
                 report.notes.append("nothing changed in Entra ID since the last cycle, which applied everything")
-            if fold is not None:
-                fold.done()  # (done by now on every path that plans)
+            incoming.written()  # (by now on every path that plans)
             report.status = _status(report, held)
             report.ended_at = now_iso()
             if options.dry_run:
@@ -297,164 +288,87 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
 
 
 def _settle(
-    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
-    options: CycleOptions, on_demand: bool, read: GraphRead, fold: Fold | None, *, apply_dry: bool = False,
+    store: Store, settings: PlanSettings, incoming: IncomingRead, read: GraphRead, touched: scoped.Touched | None,
+    report: CycleReport, options: CycleOptions, *, on_demand: bool,
 ) -> bool:
-    """Plan, guard, apply and report (the plan's entries join ``report``). True when held.
+    """Plan, guard, apply and report, unit by unit (``units.plan_units``). True when held.
 
-    ``fold``: the read's buffered users, not in the mirror yet. A whole plan over a tenant
-    that needs no slices takes the read's view of Entra (``_view_of_read``) and folds
-    them while it plans; every other plan reads the mirror.
+    Each unit's changes go ahead as soon as it is planned, but for those the guards judge
+    (deactivations and Administrators' memberships), which wait until every unit is
+    planned and are judged once, against the directory as it was before the cycle (R12,
+    R15). A dry run applies too, inside the transaction it rolls back: a later unit, and
+    each application's preview, see what an earlier change would do.
     """
     approved = store.staged_entra_ids() if options.approve_deactivations else None
-    t1 = time.monotonic()  # (the plan phase: taking the read's view of Entra is part of it)
-    read_view = _view_of_read(store, fold, settings) if fold is not None and touched is None and not on_demand else None
-    if fold is not None and read_view is None:
-        fold.done()
-        fold = None
-    if read_view is None and touched is None and not on_demand and store.plan_universe_bound() > SLICE_USERS:
-        universe = store.plan_universe(within_reach=settings.scope != "all")
-        if len(universe) > SLICE_USERS:
-            return _settle_in_slices(store, settings, universe, report, options, approved)
-        del universe
-    the_plan, directory = _plan(store, settings, touched, report, read_view, fold)
-    del read_view  # (peak memory: the apply and the report entries come next)
-    if on_demand:
-        members = {uid: u.account_enabled for uid, u in read.users.items() if uid not in read.users_read}
-        the_plan = restrict(the_plan, users_read=read.users_read, groups_read=read.groups_read, members=members)
-    held = apply_guards(the_plan, directory, settings, approved).held
-    del directory
-    report.phases["plan"] = round(time.monotonic() - t1, 3)
+    guard_directory = store.load_directory(store.administrators())  # all the guards look at, with:
+    guard_directory.active_managed = scoped.active_managed_users(store)
+    admin = guard_directory.admin_group()
+    admin_ref = ("local", admin.id) if admin is not None else None
     forgetting = None
-    if not options.dry_run and not on_demand:  # what the directory waits on is settled here
+    if not on_demand:  # on demand, a few objects are settled: the rest waits as it was
         # R15: what stays staged is what this plan stages; a staged user back in scope
         # (or deactivated meanwhile) no longer waits for approval
         store.clear_staged_deactivations()
         forgetting = failures.Forgetting(store)
-        forgetting.wanted_by(the_plan.changes)
-    apply = not options.dry_run or apply_dry
-    _backing_off(report, _carry_out(store, the_plan.changes, report, apply=apply, back_off=not on_demand))
-    report.errors.extend(the_plan.errors)
+    judged: dict[str, Change] = {}  # (keyed: a first slice may plan a later one's for context)
+    joining = waiting = 0
+    for unit in plan_units(store, incoming, read, settings, touched, on_demand=on_demand):
+        t = time.monotonic()
+        entra, directory = unit.take()
+        with unit.alongside():  # the planner does no I/O: the connection may be lent meanwhile
+            the_plan = plan(entra, directory, settings)
+        del entra, directory  # (peak memory: the apply and the report's entries come next)
+        now = []
+        for c in unit.keep(the_plan):
+            if c.error:
+                report.errors.append(c.reason)
+            if c.action == "deactivate" or (c.object_type == "membership" and c.group_ref == admin_ref):
+                judged.setdefault(failures.change_key(c), c)
+                continue
+            if c.object_type == "user" and c.action in JOINING and c.status == "success":
+                joining += 1
+            now.append(c)
+        del the_plan
+        report.notes.extend(unit.notes)
+        report.phases["plan"] = round(report.phases.get("plan", 0) + time.monotonic() - t, 3)
+        waiting += _carry_out(store, now, report, forgetting, back_off=not on_demand)
+    t = time.monotonic()
+    last = Plan(changes=list(judged.values()))
+    held = apply_guards(last, guard_directory, settings, approved, joining=joining).held
+    report.phases["plan"] = round(report.phases.get("plan", 0) + time.monotonic() - t, 3)
+    report.errors.extend(last.errors)
+    waiting += _carry_out(store, last.changes, report, forgetting, back_off=not on_demand)
+    if waiting:
+        report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
     if forgetting is not None:
         forgetting.forget()
     return held
 
 
-def _carry_out(store: Store, changes: list[Change], report: CycleReport, *, apply: bool, back_off: bool) -> int:
+def _carry_out(
+    store: Store, changes: list[Change], report: CycleReport, forgetting: failures.Forgetting | None, *, back_off: bool,
+) -> int:
     """Hold back what is backing off, apply, count failures, and turn the changes into
     entries. Returns how many changes are backing off."""
     t = time.monotonic()
+    if forgetting is not None:
+        forgetting.wanted_by(changes)
     waiting = 0
     if back_off:  # on demand, the operator asks for a try now
         failures.hold_back(store, changes)
         waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
     entries = len(report.entries)
-    built = False
-    if apply:
-        # the entries are built while the apply's last big batches are written (Applier.apply)
-        built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False))
-        if not built:
-            report.entries.truncate(entries)  # (built as if a batch the database refused went in)
-        failures.record(store, changes, now_iso())
+    # the entries are built while the apply's last big batches are written (Applier.apply)
+    built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False))
+    if not built:
+        report.entries.truncate(entries)  # (built as if a batch the database refused went in)
+    failures.record(store, changes, now_iso())
     report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
     if built:
         changes.clear()
     else:
         report.add_changes(changes)  # lets go of each change (peak RSS on large plans)
     return waiting
-
-
-def _backing_off(report: CycleReport, waiting: int) -> None:
-    if waiting:
-        report.errors.append(f"{waiting} change(s) that failed before are backing off (listed as skipped)")
-
-
-# A full plan over more users than this goes in slices (a 1M-user plan at once overflows the
-# memory target: BENCHMARKS.md). Tests lower it to exercise slicing on small tenants.
-SLICE_USERS = 100_000
-
-
-def _settle_in_slices(
-    store: Store, settings: PlanSettings, universe: list[str], report: CycleReport, options: CycleOptions,
-    approved: set[str] | None,
-) -> bool:
-    """A full plan over a large tenant, ``SLICE_USERS`` Entra users at a time.
-
-    Each slice is planned like a scoped plan over its users (``scoped.scoped_views``: they,
-    the local users holding the names they map to, unmanaged users, Administrators'
-    members), keeps the changes that are its own (``_own``; the first slice also keeps
-    every group change) and is applied before the next slice is planned, so the next one
-    sees its groups, names and adoptions. Slices go in Entra id order, the order in which
-    the whole plan settles name clashes. Users and memberships applied are not planned
-    again: the planner has nothing to do for a user already as Entra says.
-
-    What the guards judge (deactivations, Administrators' memberships) waits until every
-    slice is planned, then is judged once against the directory as it was before the
-    cycle (R12, R15). A dry run applies the slices too, inside the transaction it rolls
-    back: a later slice must see what an earlier one would do.
-    """
-    active = scoped.active_managed_users(store)
-    guard_directory = store.load_directory(store.administrators())
-    guard_directory.active_managed = active
-    admin = guard_directory.admin_group()
-    admin_ref = ("local", admin.id) if admin is not None else None
-    store.clear_staged_deactivations()  # R15, as in _settle
-    forgetting = failures.Forgetting(store)
-    judged_later: list[Change] = []
-    judged_keys: set[str] = set()
-    in_scope = waiting = 0
-    starts = range(0, len(universe), SLICE_USERS)
-    for start in starts:
-        t1 = time.monotonic()
-        own = set(universe[start : start + SLICE_USERS])
-        entra, directory = scoped.scoped_views(store, (own, set()), partial(names_claimed, settings=settings))
-        slice_plan = plan(entra, directory, settings, own_users=own)
-        del entra, directory
-        in_scope += slice_plan.in_scope_users
-        now = []
-        for c in slice_plan.changes:
-            if not _own(c, own, first=start == 0):
-                continue
-            if c.error:
-                report.errors.append(c.reason)
-            if c.action == "deactivate" or (c.object_type == "membership" and c.group_ref == admin_ref):
-                key = failures.change_key(c)  # the first slice may have planned it for context
-                if key not in judged_keys:
-                    judged_keys.add(key)
-                    judged_later.append(c)
-            else:
-                now.append(c)
-        report.phases["plan"] = round(report.phases.get("plan", 0) + time.monotonic() - t1, 3)
-        forgetting.wanted_by(now)
-        del slice_plan
-        waiting += _carry_out(store, now, report, apply=True, back_off=True)
-    last = Plan(changes=judged_later, in_scope_users=in_scope)
-    held = apply_guards(last, guard_directory, settings, approved).held
-    forgetting.wanted_by(last.changes)
-    waiting += _carry_out(store, last.changes, report, apply=True, back_off=True)
-    _backing_off(report, waiting)
-    forgetting.forget()
-    report.errors.extend(last.errors)
-    report.notes.append(f"planned in {len(starts)} slices of up to {SLICE_USERS:,} users (a large tenant: memory)")
-    return held
-
-
-def _own(c: Change, users: set[str], *, first: bool) -> bool:
-    """Whether a slice's change is its own to apply: its users' changes and memberships;
-    the first slice also takes every group, invite and other membership change (a later
-    slice finds those done, or plans them again only for context)."""
-    if c.object_type == "user":
-        return c.entra_id in users
-    if c.object_type == "membership":
-        return first or c.user_entra_id in users
-    return first
-
-
-def _drop_bulk(read: GraphRead) -> None:
-    """Free a read's objects once they are in the mirror (peak memory: BENCHMARKS.md)."""
-    read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
-    read.removed_users, read.removed_groups = set(), set()
-    read.buffered_held = None  # (the Fold has them)
 
 
 def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
@@ -483,49 +397,6 @@ def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphR
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["read"]  # type: ignore[return-value]
-
-
-def _view_of_read(store: Store, fold: Fold, settings: PlanSettings) -> EntraView | None:
-    """The read's own view of Entra for a whole plan (``Fold.take_view``), within reach
-    unless scope is "all"; None when the read did not hold its users, or when the plan
-    would act on more users than one plan takes (``SLICE_USERS``)."""
-    if not fold.has_view:
-        return None
-    linked = store.linked_entra_ids()
-    if fold.universe_bound(linked) > SLICE_USERS:
-        return None
-    view = fold.take_view()
-    assert view is not None  # (has_view)
-    return view if settings.scope == "all" else view.within_reach(linked)  # "all": every user is in scope
-
-
-def _plan(
-    store: Store, settings: PlanSettings, touched: scoped.Touched | None, report: CycleReport,
-    read_view: EntraView | None, fold: Fold | None,
-) -> tuple[Plan, Directory]:
-    """The plan over what the read touched when that is enough, else over everything:
-    over ``read_view`` when given, folding the buffered users into the mirror meanwhile
-    (``fold``, which comes with it)."""
-    if touched is not None:
-        entra, directory = scoped.scoped_views(store, touched, partial(names_claimed, settings=settings))
-        the_plan = plan(entra, directory, settings)
-        active = scoped.active_managed_users(store)
-        directory.active_managed = active  # the guards judge the whole directory's numbers
-        leaving = sum(1 for c in the_plan.changes if c.action == "deactivate")
-        if not leaving * 2 >= active > 0:
-            # the guards see the whole directory's numbers, not the slice's
-            joining = sum(1 for c in the_plan.changes if c.object_type == "user" and c.action in ("create", "adopt", "reactivate"))
-            the_plan.in_scope_users = active - leaving + joining
-            report.notes.append(f"planned over the {len(entra.users)} users this read touched")
-            return the_plan, directory
-        # half the directory leaving: let the guards judge it on the whole picture
-    directory = store.load_directory()
-    if read_view is None:
-        entra = store.load_entra_view(within_reach=settings.scope != "all")  # "all": every user is in scope
-        return plan(entra, directory, settings), directory
-    assert fold is not None  # a read's view comes with its fold (_settle)
-    with fold.alongside():  # the planner does no I/O: the connection is the fold's meanwhile
-        return plan(read_view, directory, settings), directory
 
 
 def _nothing_new(store: Store, read: GraphRead, fingerprint: str, stored_assignments: dict[str, str]) -> bool:

@@ -216,7 +216,7 @@ def _planned(store: Store, settings: PlanSettings, entra_id: str | None) -> list
     if not entra_id:
         return []
     entra, directory = scoped_views(store, ({entra_id}, set()), partial(names_claimed, settings=settings))
-    own = plan(entra, directory, settings, own_users={entra_id}).changes
+    own = plan(entra, directory, settings).changes
     user = [c for c in own if c.object_type == "user" and c.entra_id == entra_id]
     return user + [c for c in own if c.object_type == "membership" and c.user_entra_id == entra_id]
 

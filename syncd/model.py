@@ -274,5 +274,3 @@ class Change:
 class Plan:
     changes: list[Change]
     errors: list[str] = field(default_factory=list)
-    # how many users the read puts in scope (for the suspicious-read guard)
-    in_scope_users: int = 0

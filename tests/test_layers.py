@@ -11,10 +11,10 @@ import pytest
 
 SYNCD = Path(__file__).resolve().parent.parent / "syncd"
 NEVER = {
-    "plan": {"store", "source", "push", "cycle", "cli", "daemon", "explain", "status", "metrics"},
-    "store": {"plan", "source", "push", "cycle", "cli", "daemon", "explain", "status", "metrics"},
-    "source": {"plan", "store", "push", "cycle", "cli", "daemon", "explain", "status", "metrics"},
-    "push": {"plan", "source", "cycle", "cli", "daemon", "explain", "status", "metrics"},
+    "plan": {"store", "source", "push", "cycle", "units", "cli", "daemon", "explain", "status", "metrics"},
+    "store": {"plan", "source", "push", "cycle", "units", "cli", "daemon", "explain", "status", "metrics"},
+    "source": {"plan", "store", "push", "cycle", "units", "cli", "daemon", "explain", "status", "metrics"},
+    "push": {"plan", "source", "cycle", "units", "cli", "daemon", "explain", "status", "metrics"},
 }
 
 

@@ -34,13 +34,38 @@ def apply_guards(
     directory: Directory,
     settings: PlanSettings,
     approved: set[str] | None = None,
+    *,
+    joining: int | None = None,
 ) -> Guarded:
-    """``approved``: Entra ids of staged deactivations the operator approved (R15)."""
+    """``approved``: Entra ids of staged deactivations the operator approved (R15).
+
+    ``plan``: the whole plan, or (``joining`` given) only the changes the guards judge,
+    deactivations and Administrators' memberships, when the rest went ahead (cycle.py);
+    ``joining`` then counts the users the rest made active.
+    """
     result = Guarded(plan=plan)
+    staying = users_staying(plan, directory, joining)  # (before R12 holds anything back)
     r12_keep_an_administrator(plan, directory, result)
-    r15_stage_deactivations(plan, directory, settings, approved or set(), result)
+    r15_stage_deactivations(plan, directory, settings, approved or set(), result, staying)
     plan.errors.extend(result.errors)
     return result
+
+
+def users_staying(plan: Plan, directory: Directory, joining: int | None = None) -> int:
+    """How many users the read keeps in scope, as the suspicious-read guard counts them:
+    the directory's active managed users, less those the plan deactivates, plus those it
+    creates, adopts or reactivates (``joining``, when counted elsewhere)."""
+    leaving = joins = 0
+    for c in plan.changes:
+        if c.object_type == "user" and c.status == "success":
+            if c.action == "deactivate":
+                leaving += 1
+            elif c.action in JOINING:
+                joins += 1
+    return directory.count_active_managed() - leaving + (joins if joining is None else joining)
+
+
+JOINING = frozenset({"create", "adopt", "reactivate"})
 
 
 def r12_keep_an_administrator(plan: Plan, directory: Directory, result: Guarded) -> None:
@@ -82,7 +107,7 @@ def r12_keep_an_administrator(plan: Plan, directory: Directory, result: Guarded)
 
 
 def r15_stage_deactivations(
-    plan: Plan, directory: Directory, settings: PlanSettings, approved: set[str], result: Guarded
+    plan: Plan, directory: Directory, settings: PlanSettings, approved: set[str], result: Guarded, staying: int
 ) -> None:
     due = [c for c in plan.changes if c.action == "deactivate" and c.status == "success"]
     if not due:
@@ -95,11 +120,11 @@ def r15_stage_deactivations(
     if not threshold:
         return  # R15: 0 turns accidental-deletion prevention off, the suspicious-read guard too
     suspicious = (
-        active_managed >= SUSPICIOUS_MIN_ACTIVE and plan.in_scope_users < active_managed * SUSPICIOUS_SHARE
+        active_managed >= SUSPICIOUS_MIN_ACTIVE and staying < active_managed * SUSPICIOUS_SHARE
     )
     if suspicious:
         why = (
-            f"the read from Graph puts only {plan.in_scope_users} user(s) in scope where the directory has "
+            f"the read from Graph puts only {staying} user(s) in scope where the directory has "
             f"{active_managed} active: {len(pending)} deactivation(s) staged; check the application's "
             "assignments, then run `syncd sync --approve-deactivations`"
         )

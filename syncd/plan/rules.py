@@ -634,11 +634,18 @@ def _rank(c: Change) -> int:
     return _ORDER.get((c.object_type, c.action), 9)
 
 
-def plan(entra: EntraView, directory: Directory, settings: PlanSettings, *, own_users: set[str] | None = None) -> Plan:
+def plan(entra: EntraView, directory: Directory, settings: PlanSettings) -> Plan:
     """The whole plan, in the order the store applies it.
 
-    ``own_users``: the plan is one slice of a larger one (cycle.py); only these Entra users
-    count as in scope for the guards, the others are in the view for context.
+    A plan over part of the tenant (a *unit*: the users a delta touched, or a slice of a
+    large tenant, ``syncd/units.py``) is the whole plan's for its own users when the two
+    views also hold what the rules that look at other objects read:
+    - every group of both sides, the units' users' memberships and every nesting of
+      groups (R1 scope, R7-R10 compare groups with each other; transitive members);
+    - every local user holding a name one of its users claims (``names_claimed``) and
+      every unlinked local user (R6 matching, R6a unique names);
+    - the Entra side of every linked local user it holds (R3, R4);
+    - the members of Administrators (R12, judged by the guards).
     """
     planner = _Planner(entra, directory, settings)
     scope = r1_scope(entra, settings)
@@ -646,9 +653,7 @@ def plan(entra: EntraView, directory: Directory, settings: PlanSettings, *, own_
     groups = planner.groups(scope)
     planner.memberships(scope, groups)
     planner.r13_revoke_invites()
-    changes = sorted(planner.changes, key=_rank)
-    in_scope = sum(1 for uid in scope.users if entra.users[uid].account_enabled is True and (own_users is None or uid in own_users))
-    return Plan(changes=changes, errors=planner.errors, in_scope_users=in_scope)
+    return Plan(changes=sorted(planner.changes, key=_rank), errors=planner.errors)
 
 
 def restrict(p: Plan, *, users_read: set[str], groups_read: set[str], members: dict[str, bool | None]) -> Plan:
@@ -683,4 +688,4 @@ def restrict(p: Plan, *, users_read: set[str], groups_read: set[str], members: d
             if id(c) in kept_ids or (c.object_type == "group" and c.action in ("create", "adopt") and c.entra_id in needed)
         ]
     errors = [c.reason for c in kept if c.error]
-    return Plan(changes=kept, errors=errors, in_scope_users=p.in_scope_users)
+    return Plan(changes=kept, errors=errors)

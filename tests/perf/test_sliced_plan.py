@@ -1,4 +1,4 @@
-"""A full plan in slices (large tenants, cycle.SLICE_USERS) reaches what one whole plan reaches.
+"""A full plan in slices (large tenants, units.SLICE_USERS) reaches what one whole plan reaches.
 
 Hypothesis draws a tenant (with an assigned Split_Administrators group) and batches of random
 changes. After each batch, store A runs a full cycle as one plan; store B runs the same full
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd import config as config_mod
-from syncd import cycle
+from syncd import units
 from syncd.cycle import CycleOptions, run_cycle
 from syncd.simulator import Simulator
 from syncd.simulator.generate import generate_tenant
@@ -31,13 +31,13 @@ from .test_delta_property import apply_op, batches
 def full_cycle(s: Syncd, slice_users: int, behind_at: int | None = None):
     """``behind_at``: each slice's last user and membership batches of at least that many
     are written behind its entries (store.apply._Behind), instead of from 1,000 on."""
-    old, cycle.SLICE_USERS = cycle.SLICE_USERS, slice_users
+    old, units.SLICE_USERS = units.SLICE_USERS, slice_users
     old_behind = apply_mod.BEHIND_AT
     apply_mod.BEHIND_AT = behind_at or old_behind
     try:
         return run_cycle(config_mod.load(str(s.config_path)), CycleOptions(full=True))
     finally:
-        cycle.SLICE_USERS = old
+        units.SLICE_USERS = old
         apply_mod.BEHIND_AT = old_behind
 
 
@@ -86,12 +86,12 @@ def test_a_dry_run_in_slices_previews_the_real_run(tmp_path, dry_run):
     with Simulator(t) as sim:
         s = Syncd(sim, tmp_path / "s")
         config = config_mod.load(str(s.config_path))
-        old, cycle.SLICE_USERS = cycle.SLICE_USERS, 5
+        old, units.SLICE_USERS = units.SLICE_USERS, 5
         try:
             preview = run_cycle(config, CycleOptions(dry_run=True))
             real = run_cycle(config, CycleOptions(dry_run=dry_run))
         finally:
-            cycle.SLICE_USERS = old
+            units.SLICE_USERS = old
         assert entries(preview) == entries(real) and preview.counts["create"] > 5
         users = snapshot(s.store)["users"]
         assert (len(users) > 5) is (not dry_run)  # a dry run leaves nothing behind
