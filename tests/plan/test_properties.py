@@ -10,7 +10,7 @@ import os
 import random
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from syncd.model import (
@@ -435,6 +435,26 @@ def test_guards_keep_an_active_administrator(world):
         assert any(d1.users[lid].status == "active" for lid in d1.members.get(ADMIN_ID, ())), summary(p)
     if any(c.status == "staged" for c in guarded.plan.changes):
         assert guarded.held and s.deactivation_threshold > 0
+
+
+@settings(PROPS, max_examples=PROPS.max_examples * 4)  # (R12's holds are rare among random worlds)
+@given(worlds(), st.integers(0, 3))
+def test_guards_judge_the_deferred_changes_as_they_judge_the_whole_plan(world, threshold):
+    """cycle._settle lets every other change go ahead and hands the guards only the
+    deactivations and Administrators' memberships, with the count of users joining."""
+    entra, d, s = world
+    s = replace(s, deactivation_threshold=threshold)
+    whole = apply_guards(plan(entra, d, s), d, s)
+    admin = ("local", ADMIN_ID)
+    p = plan(entra, d, s)
+    judged = [c for c in p.changes if c.action == "deactivate" or (c.object_type == "membership" and c.group_ref == admin)]
+    joining = sum(1 for c in p.changes if c.object_type == "user" and c.action in ("create", "adopt", "reactivate") and c.status == "success")
+    target(float(whole.held) + len(judged) / 10)  # (toward the plans the guards hold)
+    deferred = apply_guards(Plan(changes=judged), d, s, joining=joining)
+    assert deferred.held == whole.held
+    assert sorted(deferred.plan.errors) == sorted(e for e in whole.plan.errors if e not in p.errors)
+    by_key = {(c.action, c.object_type, c.entra_id, c.user_entra_id): (c.status, c.reason) for c in whole.plan.changes}
+    assert all(by_key[c.action, c.object_type, c.entra_id, c.user_entra_id] == (c.status, c.reason) for c in deferred.plan.changes)
 
 
 @PROPS

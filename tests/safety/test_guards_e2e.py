@@ -42,6 +42,8 @@ def test_a_read_that_suddenly_finds_almost_nobody_stages_every_deactivation(env:
     before = {u["user_name"]: u["status"] for u in env.local_users().values()}
     report = env.sync(expect=4)
     assert report["status"] == "held"
+    # judged on the users the delta touched, with the whole directory's numbers
+    assert any("users this read touched" in n for n in report["notes"]), report["notes"]
     staged = entries(report, "deactivate")
     assert len(staged) == 119 and all(e["status"] == "staged" for e in staged)
     assert report["counts"].get("staged") == 119
