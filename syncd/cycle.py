@@ -14,6 +14,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -372,31 +374,28 @@ def _carry_out(
 
 
 def _cancellable(options: CycleOptions, read: Callable[[], GraphRead]) -> GraphRead:
-    """Run the read; with ``options.cancel``, in a helper thread the cycle stops waiting for.
+    """Run the read; with ``options.cancel``, on a helper thread the cycle stops waiting for.
 
-    The read touches no database, so an abandoned one (left to finish or die with the
-    process) cannot leave anything half-applied.
+    The read touches no database, so an abandoned one cannot leave anything half-applied.
+    A daemon thread, not an executor's: an abandoned read must not hold the process's exit.
     """
     if options.cancel is None:
         return read()
-    box: dict[str, object] = {}
-    done = threading.Event()
+    result: Future[GraphRead] = Future()
 
-    def target() -> None:
+    def run() -> None:
         try:
-            box["read"] = read()
+            result.set_result(read())
         except BaseException as exc:  # noqa: BLE001 - handed over to the cycle's thread
-            box["error"] = exc
-        finally:
-            done.set()
+            result.set_exception(exc)
 
-    threading.Thread(target=target, name="syncd-read", daemon=True).start()
-    while not done.wait(0.1):
-        if options.cancel.is_set():
-            raise ReadCancelled("the service is stopping: the read from Graph was abandoned")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["read"]  # type: ignore[return-value]
+    threading.Thread(target=run, name="syncd-read", daemon=True).start()
+    while True:
+        try:
+            return result.result(timeout=0.1)
+        except FutureTimeout:
+            if options.cancel.is_set():
+                raise ReadCancelled("the service is stopping: the read from Graph was abandoned") from None
 
 
 def _nothing_new(store: Store, read: GraphRead, fingerprint: str, stored_assignments: dict[str, str]) -> bool:
