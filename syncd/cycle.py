@@ -355,10 +355,7 @@ def _carry_out(
     t = time.monotonic()
     if forgetting is not None:
         forgetting.wanted_by(changes)
-    waiting = 0
-    if back_off:  # on demand, the operator asks for a try now
-        failures.hold_back(store, changes)
-        waiting = sum(1 for c in changes if c.status == "skipped" and "backing off" in c.reason)
+    waiting = failures.hold_back(store, changes) if back_off else 0  # on demand, the operator asks for a try now
     entries = len(report.entries)
     # the entries are built while the apply's last big batches are written (Applier.apply)
     built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False))

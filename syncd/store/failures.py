@@ -26,8 +26,9 @@ def _next_seq(store: Store) -> int:
     return (row[0] or 0) + 1
 
 
-def hold_back(store: Store, changes: list[Change]) -> None:
-    """Mark planned changes still backing off as skipped (an error: the cycle stays partial)."""
+def hold_back(store: Store, changes: list[Change]) -> int:
+    """Mark planned changes still backing off as skipped (an error: the cycle stays partial);
+    returns how many."""
     waiting = {
         key: (attempts, until, error)
         for key, attempts, until, error in store.conn.execute(
@@ -35,8 +36,9 @@ def hold_back(store: Store, changes: list[Change]) -> None:
         )
     }
     if not waiting:
-        return
+        return 0
     seq = _next_seq(store)
+    held = 0
     for c in changes:
         if c.status != "success" or c.action == "skip":
             continue
@@ -49,6 +51,8 @@ def hold_back(store: Store, changes: list[Change]) -> None:
                 f"failed {attempts} time(s), last: {error}; backing off, tried again in "
                 f"{until - seq + 1} cycle(s); {c.reason}"
             )
+            held += 1
+    return held
 
 
 def _waiting_keys(store: Store) -> set[str]:
