@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_PARTIAL, ReadCancelled, SourceError
@@ -131,34 +132,54 @@ FEWER_GC_PASSES = (200_000, 50, 1000)
 USUAL_GC_PASSES = (700, 10, 10)  # (the interpreter's own)
 
 
-def _due_full(store: Store, config: Config) -> bool:
-    last = store.get_meta("last_full_at")
-    if last is None:
-        return True
-    age = datetime.now(UTC) - datetime.fromisoformat(last)
-    return age >= timedelta(hours=config.sync.full_sync_every_hours)
+def _mode(store: Store, config: Config, options: CycleOptions) -> tuple[str, dict[str, str]]:
+    """The cycle's mode, and the delta links it reads from (none: a full read, R18)."""
+    if options.users or options.groups:
+        return "on_demand", {}
+    links = store.delta_links()
+    last_full = store.get_meta("last_full_at")
+    due = last_full is None or datetime.now(UTC) - datetime.fromisoformat(last_full) >= timedelta(hours=config.sync.full_sync_every_hours)
+    if options.full or not links or due:
+        return "full", {}
+    return "incremental", links
+
+
+def _remember(store: Store, report: CycleReport, read: GraphRead, fingerprint: str, *, on_demand: bool) -> None:
+    """What the next cycle starts from: the delta links, the last full read, whether it
+    may skip planning, and R13's switch."""
+    if not on_demand:
+        store.set_meta("delta_links", json.dumps(read.delta_links))
+        if read.full:
+            store.set_meta("last_full_at", report.started_at)
+        # the next cycle may skip planning when nothing changes: this one left nothing pending
+        clean = report.status == "succeeded" and not store.has_staged_deactivations()
+        store.set_meta("plan_clean", fingerprint if clean else None)
+    else:
+        # on demand, the mirror (assignments included) was refreshed but only a few
+        # objects were settled: the next cycle must plan, even if its delta is empty
+        store.set_meta("plan_clean", None)
+    if not store.enabled:
+        # R13: the first completed cycle that is not a dry run enables sync
+        store.set_meta("enabled", "1")
+        store.set_meta("enabled_at", report.ended_at)
 
 
 def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Reader, on_demand_reader: Reader, progress: Progress) -> CycleReport:
     on_demand = bool(options.users or options.groups)
-    links = store.delta_links()
-    if on_demand:
-        mode = "on_demand"
-    elif options.full or not links or _due_full(store, config):
-        mode, links = "full", {}
-    else:
-        mode = "incremental"
+    mode, links = _mode(store, config, options)
     report = CycleReport(cycle_id=options.cycle_id or new_cycle_id(), mode=mode, dry_run=options.dry_run, trigger=options.trigger, started_at=now_iso())
     log.info("cycle %s started (%s%s)", report.cycle_id, mode, ", dry run" if options.dry_run else "")
+
+    def fetch(on_page: OnPage) -> GraphRead:
+        if on_demand:
+            return on_demand_reader(config, list(options.users), list(options.groups))
+        return reader(config, links or None, progress, on_page)
 
     t0 = time.monotonic()
     try:
         # pages are taken as they arrive; a full read's users go straight to the store
         incoming = IncomingRead(store, full=mode == "full")
-        if on_demand:
-            read = incoming.receive(lambda _: _cancellable(options, lambda: on_demand_reader(config, list(options.users), list(options.groups))))
-        else:
-            read = incoming.receive(lambda on_page: _cancellable(options, lambda: reader(config, links or None, progress, on_page)))
+        read = incoming.receive(lambda on_page: _cancellable(options, partial(fetch, on_page)))
     except SourceError as exc:
         report.graph_requests, report.throttled = exc.graph_requests, exc.throttled
         report.interrupted = isinstance(exc, ReadCancelled)
@@ -202,21 +223,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
                 # the applications' previews see the directory as this cycle would leave it
                 _push_apps(store, config, report, options, held)
                 raise _DryRun
-            if not on_demand:
-                store.set_meta("delta_links", json.dumps(read.delta_links))
-                if read.full:
-                    store.set_meta("last_full_at", report.started_at)
-                # the next cycle may skip planning when nothing changes: this one left nothing pending
-                clean = report.status == "succeeded" and not store.has_staged_deactivations()
-                store.set_meta("plan_clean", fingerprint if clean else None)
-            else:
-                # on demand, the mirror (assignments included) was refreshed but only a few
-                # objects were settled: the next cycle must plan, even if its delta is empty
-                store.set_meta("plan_clean", None)
-            if not store.enabled:
-                # R13: the first completed cycle that is not a dry run enables sync
-                store.set_meta("enabled", "1")
-                store.set_meta("enabled_at", report.ended_at)
+            _remember(store, report, read, fingerprint, on_demand=on_demand)
             save_report(store, report)
             prune_reports(store, config.retention_days)
         # R24: each application is brought in step once the local directory has committed;
@@ -302,8 +309,7 @@ def _settle(
     each application's preview, see what an earlier change would do.
     """
     approved = store.staged_entra_ids() if options.approve_deactivations else None
-    guard_directory = store.load_directory(store.administrators())  # all the guards look at, with:
-    guard_directory.active_managed = scoped.active_managed_users(store)
+    guard_directory = scoped.guards_view(store)  # (as it is before the cycle)
     admin = guard_directory.admin_group()
     admin_ref = ("local", admin.id) if admin is not None else None
     forgetting = None

@@ -92,5 +92,9 @@ def scoped_views(
     return store.load_entra_view(entra_users), store.load_directory(local_users)
 
 
-def active_managed_users(store: Store) -> int:
-    return store.conn.execute("SELECT count(*) FROM users WHERE managed = 1 AND status = 'active'").fetchone()[0]
+def guards_view(store: Store) -> Directory:
+    """All the guards look at (R12, R15): Administrators' members, every group, and the
+    whole directory's count of active managed users."""
+    directory = store.load_directory(store.administrators())
+    directory.active_managed = store.conn.execute("SELECT count(*) FROM users WHERE managed = 1 AND status = 'active'").fetchone()[0]
+    return directory
