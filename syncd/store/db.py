@@ -141,6 +141,11 @@ class Store:
             require_json(conn)
             version = schema_version(conn)
             check_version(version, self.path)
+            if version == 0 and not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise access.StoreAccessError(  # (as a missing store: a first cycle killed before its schema)
+                    f"the store {self.path} holds nothing yet (its first cycle stopped before setting it up): "
+                    "run a cycle (`syncd sync`, or `syncd sync --dry-run`)"
+                )
             if version < SCHEMA_VERSION:
                 raise StoreError(
                     f"the store {self.path} was written by an older syncd (schema {version}, this one uses "

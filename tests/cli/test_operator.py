@@ -114,6 +114,18 @@ def test_an_older_store_is_refused_by_readers_untouched_and_upgraded_by_the_firs
     assert json.loads(run_syncd("users", "list", "--json", "--config", str(config)).out)[0]["user_name"] == "ada@example.com"
 
 
+def test_a_store_its_first_cycle_never_set_up_is_answered_as_a_missing_one(tmp_path: Path) -> None:
+    # a first cycle killed after creating the file, before its schema committed
+    store = tmp_path / "syncd.db"
+    config = configure(tmp_path, store)
+    sqlite3.connect(store).execute("PRAGMA journal_mode = WAL").fetchone()
+    for args in (["status"], ["users", "list"], ["reports"], ["audit", "verify"]):
+        r = run_syncd(*args, "--config", str(config))
+        assert r.code == 2 and "holds nothing yet" in r.err and "syncd sync" in r.err and r.err.count("\n") == 1, (args, r)
+    assert run_syncd("users", "add", "ada@example.com", "--config", str(config)).code == 0  # a writer sets it up
+    assert run_syncd("audit", "verify", "--config", str(config)).code == 0
+
+
 def test_opening_an_up_to_date_store_never_imports_sqlite_utils(tmp_path: Path) -> None:
     store = tmp_path / "syncd.db"
     code = (
