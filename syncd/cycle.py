@@ -1,8 +1,14 @@
-"""One sync cycle: read (Graph) -> plan (pure) -> guards -> apply (store) -> report.
+"""One sync cycle: read (Graph) -> plan (pure) -> guards -> apply (store) -> push (SCIM) -> report.
 
-The read happens outside any database transaction; everything after it, the mirror update,
-the directory changes, the delta links and the report, commits as one transaction (R16). A
-read that fails in any way applies nothing and leaves a ``failed`` report (R14).
+The read happens outside any database transaction (``store.incoming.IncomingRead`` holds
+it); everything after it, the mirror update, the directory changes, the delta links and the
+report, commits as one transaction (R16). A read that fails in any way applies nothing and
+leaves a ``failed`` report (R14). Then each SCIM application is brought in step with the
+committed directory (R24), and its entries complete the report.
+
+In reading order: ``run_cycle`` -> ``_run_locked`` (the steps) -> ``_settle`` (plan, guard
+and apply, unit by unit: ``units.plan_units``) -> ``_carry_out`` (one unit's apply and
+entries) -> ``_push_apps``.
 """
 
 from __future__ import annotations
