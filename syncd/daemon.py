@@ -128,7 +128,7 @@ class Daemon:
             self.idle.set()
 
     def _after_cycle(self, config: Config, report) -> None:
-        from .metrics import consecutive_failures
+        from .store.audit import consecutive_failures
         from .store.db import Store
 
         self.last_status = status_line(report)

@@ -203,6 +203,9 @@ class Store:
     def staged_entra_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT entra_id FROM staged_deactivations")}
 
+    def staged_deactivation_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0])
+
     def has_staged_deactivations(self) -> bool:
         return self.conn.execute("SELECT 1 FROM staged_deactivations").fetchone() is not None
 
