@@ -12,9 +12,12 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from ..errors import SyncdError
@@ -39,6 +42,15 @@ from .schema import SCHEMA_VERSION, check_version, migrate, schema_version
 
 class StoreError(SyncdError):
     pass
+
+
+class ConnectionLent(RuntimeError):
+    """The store's connection was used while it is lent to a helper thread (``Store.lend``):
+    a bug, never to be caught."""
+
+
+T = TypeVar("T")
+_NO_THREAD_YET = -1  # (lent, its thread not started: every thread is refused)
 
 
 def require_json(conn: sqlite3.Connection) -> None:
@@ -95,7 +107,52 @@ class Store:
             if problem:
                 raise access.StoreAccessError(problem) from None
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None
-        self.conn = conn
+        self._conn = conn
+        self._lent_to: int | None = None  # the thread the connection is lent to (Store.lend)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The store's one connection; ``ConnectionLent`` from any thread but the borrower's
+        while it is lent."""
+        if self._lent_to is not None and self._lent_to != threading.get_ident():
+            raise ConnectionLent(
+                f"the store's connection is lent to a helper thread (Store.lend) and was used from {threading.current_thread().name}"
+            )
+        return self._conn
+
+    @contextmanager
+    def lend(self, work: Callable[[sqlite3.Connection], T]) -> Iterator[Future[T]]:
+        """Run ``work(connection)`` on a helper thread while the body of the ``with`` runs.
+
+        sqlite3 lets go of the GIL inside a statement, so the body does work of its own (work
+        that needs no store) while ``work``'s statements run. The connection is ``work``'s
+        meanwhile: ``store.conn`` from any other thread raises ``ConnectionLent``. Yields
+        ``work``'s Future; on the way out, waits for it and raises its exception, if it
+        raised one (the body's own, if it raised too, is that one's ``__context__``).
+        """
+        if self._lent_to is not None:
+            raise ConnectionLent("the store's connection is lent already (Store.lend)")
+        conn = self._conn
+
+        def borrowed() -> T:
+            self._lent_to = threading.get_ident()
+            return work(conn)
+
+        self._lent_to = _NO_THREAD_YET
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-lent")
+        try:
+            future = pool.submit(borrowed)
+            try:
+                yield future
+            finally:
+                wait_for([future])
+                self._lent_to = None
+                failed = future.exception()
+                if failed is not None:
+                    raise failed
+        finally:
+            self._lent_to = None
+            pool.shutdown()
 
     def _open_writable(self, create: bool, origin: str | None) -> sqlite3.Connection:
         problem = access.write_problem(self.path)

@@ -192,3 +192,46 @@ def test_a_checkpoint_behind_the_commit_copies_the_wal_into_the_database(tmp_pat
             assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0] == len(rows)
         finally:
             conn.close()
+
+
+# ---- the connection lent to a helper thread (Store.lend)
+
+
+def test_a_lent_connection_is_the_borrowers_alone(tmp_path: Path) -> None:
+    import threading
+
+    from syncd.store.db import ConnectionLent
+
+    started, go_on = threading.Event(), threading.Event()
+
+    def work(conn: sqlite3.Connection) -> int:
+        started.set()
+        go_on.wait(10)
+        assert store.conn is conn  # the borrower may go through the store
+        return int(conn.execute("SELECT count(*) FROM groups").fetchone()[0])
+
+    with Store(str(tmp_path / "syncd.db")) as store:
+        with store.lend(work) as future:
+            started.wait(10)
+            with pytest.raises(ConnectionLent, match="lent to a helper thread"):
+                store.conn.execute("SELECT 1")
+            with pytest.raises(ConnectionLent), store.lend(work):
+                pass
+            go_on.set()
+        assert future.result() == 1  # (Administrators)
+        assert store.conn.execute("SELECT 1").fetchone() == (1,)  # the store's own again
+
+
+def test_the_works_exception_is_raised_on_the_way_out(tmp_path: Path) -> None:
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT * FROM no_such_table")
+
+    with Store(str(tmp_path / "syncd.db")) as store:
+        with pytest.raises(sqlite3.OperationalError, match="no_such_table"), store.lend(work):
+            pass
+        with pytest.raises(sqlite3.OperationalError) as raised, store.lend(work):
+            raise KeyError("the body failed too")
+        assert isinstance(raised.value.__context__, KeyError)
+        with pytest.raises(KeyError), store.lend(lambda conn: None):
+            raise KeyError("the body alone")
+        assert store.conn.execute("SELECT 1").fetchone() == (1,)
