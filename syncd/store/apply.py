@@ -7,7 +7,6 @@ rest go on (the cycle ends ``partial``). Staged and held changes are not applied
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import orjson
@@ -43,11 +42,15 @@ class MissingObject(LookupError):
 
 class Applier:
     def __init__(self, store: Store, cycle_id: str, now: str):
-        self.c = store.conn
+        self.store = store
         self.cycle_id = cycle_id
         self.now = now
         self.group_ids: dict[str, int] = {}
         self.user_ids: dict[str, int] = {}
+
+    @property
+    def c(self) -> sqlite3.Connection:
+        return self.store.conn  # (through the store: refused while it is lent, Store.lend)
 
     def apply(self, changes: list[Change], meanwhile: Callable[[], None] | None = None) -> bool:
         """Apply the changes, in order.
@@ -66,13 +69,8 @@ class Applier:
             return False
         assert meanwhile is not None
         behind = _Behind.start(self, steps[ahead:])
-        if behind is not None:
-            try:
-                meanwhile()
-            finally:
-                refused = behind.wait()
-            if not refused:
-                return True
+        if behind is not None and not behind.write_while(self.store, meanwhile):
+            return True
         for step in _steps([c for run in steps[ahead:] for c in run]):  # (anew: a membership may have failed)
             self._apply_step(step)
         return False
@@ -371,31 +369,27 @@ Work = tuple[list[tuple[str, str]], list[tuple[str, tuple[object, ...]]]]
 
 
 class _Behind:
-    """The last batches of an apply (``Applier.apply``), written on a helper thread.
+    """The last batches of an apply (``Applier.apply``), written on a helper thread the
+    store's connection is lent to (``Store.lend``).
 
     Each is one statement over a JSON array of its rows (``USERS_JSON_SQL``,
     ``MEMBERSHIPS_JSON_SQL``), with the indexes ``_to_rebuild`` names dropped before and
     built after: statements during which sqlite3 lets go of the GIL, so the cycle's thread
     builds the report meanwhile. The rows are made first, here, as the batches would make them, and
-    the new users get the ids they would. It all goes in one savepoint, which ``wait``
-    rolls back when the database refuses a batch (the apply then takes those changes as it
-    takes a batch refused).
+    the new users get the ids they would. It all goes in one savepoint, rolled back when the
+    database refuses a batch (the apply then takes those changes as it takes a batch refused).
     """
 
     def __init__(self, applier: Applier, work: list[Work], new_users: list[Change]) -> None:
-        self.c = applier.c
         self._user_ids = applier.user_ids
+        self._work = work
         self._new_users = new_users
-        self._failed: BaseException | None = None
-        self.c.execute("SAVEPOINT behind")
-        self._thread = threading.Thread(target=self._run, args=(work,), name="syncd-apply", daemon=True)
-        self._thread.start()
 
     @classmethod
     def start(cls, applier: Applier, steps: list[list[Change]]) -> _Behind | None:
-        """Start the batches of ``steps``; None when they cannot run behind: a run of new
-        users the batch would refuse anyway, or with U+0000 in it (SQLite's JSON ends a
-        string there)."""
+        """The batches of ``steps``, ready to write; None when they cannot run behind: a run
+        of new users the batch would refuse anyway, or with U+0000 in it (SQLite's JSON ends
+        a string there)."""
         runs = [run for run in steps if _writes(run)]
         user_texts: list[list[str]] = []  # each user run's rows as JSON arrays, ROWS_PER_STATEMENT at a time
         firsts: list[int] = []  # each user run's first id
@@ -429,28 +423,41 @@ class _Behind:
                 work.append((applier._to_rebuild("memberships", len(member_rows)), [(MEMBERSHIPS_JSON_SQL, (orjson.dumps(member_rows).decode(),))]))
         return cls(applier, work, new_users)
 
-    def _run(self, work: list[Work]) -> None:
+    def write_while(self, store: Store, meanwhile: Callable[[], None]) -> bool:
+        """Write the batches while ``meanwhile`` runs; True when the database refused one
+        (then none is in)."""
+        store.conn.execute("SAVEPOINT behind")
         try:
-            for rebuild, statements in work:
+            with store.lend(self._write) as written:
+                meanwhile()
+            refused = written.result() is not None
+        except BaseException:
+            self._undo(store)
+            raise
+        if refused:
+            self._undo(store)
+        else:
+            store.conn.execute("RELEASE behind")
+        return refused
+
+    def _write(self, conn: sqlite3.Connection) -> sqlite3.Error | None:
+        """(on the borrowing thread) The batches; the error of one the database refused."""
+        try:
+            for rebuild, statements in self._work:
                 for name, _ in rebuild:
-                    self.c.execute(f'DROP INDEX "{name}"')
+                    conn.execute(f'DROP INDEX "{name}"')
                 while statements:  # (each JSON text let go once it is in)
                     sql, parameters = statements.pop(0)
-                    self.c.execute(sql, parameters)
+                    conn.execute(sql, parameters)
                 for _, create in rebuild:
-                    self.c.execute(create)
-        except BaseException as exc:  # noqa: BLE001 - handed to the cycle's thread (wait)
-            self._failed = exc
+                    conn.execute(create)
+        except sqlite3.Error as exc:
+            return exc
+        return None
 
-    def wait(self) -> bool:
-        """Wait for the batches; True when the database refused one (then none is in)."""
-        self._thread.join()
-        if self._failed is not None:
-            self.c.execute("ROLLBACK TO behind")
-            for ch in self._new_users:  # numbered again by the apply, one at a time
-                ch.local_id = None
-                self._user_ids.pop(ch.entra_id or "", None)
-        self.c.execute("RELEASE behind")
-        if self._failed is not None and not isinstance(self._failed, sqlite3.Error):
-            raise self._failed
-        return self._failed is not None
+    def _undo(self, store: Store) -> None:
+        store.conn.execute("ROLLBACK TO behind")
+        store.conn.execute("RELEASE behind")
+        for ch in self._new_users:  # numbered again by the apply, one at a time
+            ch.local_id = None
+            self._user_ids.pop(ch.entra_id or "", None)
