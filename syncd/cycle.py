@@ -206,7 +206,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     fingerprint = json.dumps(asdict(settings))
     try:
         # the commit writes every change of the cycle at once: the WAL is copied back behind it
-        with store.transaction(checkpoint_behind=True):
+        with store.transaction():
             stored_assignments = store.assignments()  # read once: three steps compare against it
             nothing_new = not on_demand and _nothing_new(store, read, fingerprint, stored_assignments)
             touched = None

@@ -101,6 +101,7 @@ class Daemon:
 
     def _job(self) -> None:
         from .cycle import CycleOptions, run_cycle
+        from .store.db import checkpoints_left_to_caller
 
         if self.cancel.is_set():
             return
@@ -110,7 +111,9 @@ class Daemon:
         notify.status(f"cycle running since {datetime.now(UTC).isoformat(timespec='seconds')}; {self.last_status}")
         report = None
         try:
-            report = run_cycle(config, CycleOptions(trigger="schedule", wait=0, command="syncd run", cancel=self.cancel))
+            # the cycle's commit leaves the WAL: copied back here, after the cycle, before the daemon sleeps
+            with checkpoints_left_to_caller():
+                report = run_cycle(config, CycleOptions(trigger="schedule", wait=0, command="syncd run", cancel=self.cancel))
         except LockHeld as exc:
             log.warning("scheduled cycle skipped: %s", exc)
         except SyncdError as exc:
@@ -128,7 +131,7 @@ class Daemon:
             self.idle.set()
 
     def _after_cycle(self, config: Config, report) -> None:
-        from .metrics import consecutive_failures
+        from .store.audit import consecutive_failures
         from .store.db import Store
 
         self.last_status = status_line(report)

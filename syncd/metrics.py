@@ -16,6 +16,9 @@ import tempfile
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .store.audit import consecutive_failures, cycle_totals, last_success_at
+from .store.local import user_counts
+
 if TYPE_CHECKING:
     from .report.model import CycleReport
     from .store.db import Store
@@ -39,22 +42,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def consecutive_failures(store: Store) -> int:
-    """Failed cycles in a row, as the service's health: dry runs, an operator's on-demand
-    tries (a mistyped --user) and cycles the service itself stopped neither count nor end
-    the run."""
-    n = 0
-    for (status,) in store.conn.execute(
-        "SELECT status FROM cycles WHERE dry_run = 0 AND mode != 'on_demand' AND interrupted = 0 ORDER BY seq DESC LIMIT 1000"
-    ):
-        if status != "failed":
-            break
-        n += 1
-    return n
-
-
 def render(store: Store, report: CycleReport) -> str:
-    c = store.conn
     out: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float | int | None]]) -> None:
@@ -68,16 +56,10 @@ def render(store: Store, report: CycleReport) -> str:
 
     duration = sum(report.phases.values())
     counts = report.counts
-    last_success = c.execute(
-        "SELECT ended_at FROM cycles WHERE dry_run = 0 AND status != 'failed' ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    totals = dict(c.execute("SELECT status, count(*) FROM cycles WHERE dry_run = 0 GROUP BY status").fetchall())
-    req_total, thr_total = c.execute(
-        "SELECT coalesce(sum(json_extract(document, '$.graph_requests')), 0),"
-        " coalesce(sum(json_extract(document, '$.throttled')), 0) FROM cycles WHERE dry_run = 0"
-    ).fetchone()
-    users = dict(c.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
-    staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
+    last_success = last_success_at(store)
+    totals, req_total, thr_total = cycle_totals(store)
+    users = user_counts(store)
+    staged = store.staged_deactivation_count()
 
     metric("syncd_cycle_duration_seconds", "gauge", "Duration of the last cycle (read, plan, apply).",
            [({"mode": report.mode, "trigger": report.trigger}, round(duration, 3))])
@@ -92,7 +74,7 @@ def render(store: Store, report: CycleReport) -> str:
     metric("syncd_last_cycle_timestamp_seconds", "gauge", "When the last cycle ended (Unix time).",
            [({}, _ts(report.ended_at))])
     metric("syncd_last_success_timestamp_seconds", "gauge", "When the last cycle that was not failed ended (Unix time).",
-           [({}, _ts(last_success[0]) if last_success else 0)])
+           [({}, _ts(last_success) if last_success else 0)])
     metric("syncd_consecutive_failures", "gauge", "Failed cycles in a row (0 after a success).",
            [({}, consecutive_failures(store))])
     metric("syncd_cycle_graph_requests", "gauge", "Graph requests made by the last cycle.", [({}, report.graph_requests)])

@@ -8,15 +8,16 @@ from typing import Any
 
 from .config import Config
 from .report.model import outcome_in_words
+from .store.audit import last_cycle
 from .store.db import Store
+from .store.local import group_count, user_counts
 
 STALE_DELTA_DAYS = 6  # Graph drops delta tokens after about 7 days
 
 
 def collect_status(store: Store, config: Config, today: date | None = None) -> dict[str, Any]:
-    c = store.conn
-    last = c.execute("SELECT cycle_id, status, ended_at, document FROM cycles WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1").fetchone()
-    counts = dict(c.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
+    last = last_cycle(store)
+    counts = user_counts(store)
     warnings: list[str] = list(config.warnings)
     today = today or datetime.now(UTC).date()
     expires = config.entra.client_secret_expires
@@ -27,9 +28,9 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
             if left >= 0 else f"the client secret expired on {expires.isoformat()}: create a new one"
         )
     warnings.extend(certificate_warnings(config, today))
-    if last is not None and last[1] in ("failed", "partial", "held"):
-        warnings.append(f"the last cycle {outcome_in_words(last[1], json.loads(last[3]).get('errors', []), 'latest')}")
-    staged = c.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0]
+    if last is not None and last["status"] in ("failed", "partial", "held"):
+        warnings.append(f"the last cycle {outcome_in_words(last['status'], last['errors'], 'latest')}")
+    staged = store.staged_deactivation_count()
     if staged:
         warnings.append(f"{staged} deactivation(s) staged by the threshold wait for approval: syncd sync --approve-deactivations")
     last_full = store.get_meta("last_full_at")
@@ -51,10 +52,10 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
     return {
         "enabled": store.enabled,
         "enabled_at": store.get_meta("enabled_at"),
-        "last_cycle": {"cycle_id": last[0], "status": last[1], "ended_at": last[2]} if last else None,
+        "last_cycle": {k: last[k] for k in ("cycle_id", "status", "ended_at")} if last else None,
         "next_run": store.get_meta("next_run"),
         "users": {"active": counts.get("active", 0), "deactivated": counts.get("deactivated", 0)},
-        "groups": c.execute("SELECT count(*) FROM groups").fetchone()[0],
+        "groups": group_count(store),
         "staged_deactivations": staged,
         "delta": {"tracked": sorted(store.delta_links()), "last_full_at": last_full},
         "warnings": warnings,

@@ -5,6 +5,7 @@ inside a function counts too."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,46 @@ def test_a_layer_imports_no_layer_beside_or_above_it(package: str) -> None:
         for name in imported(path, package) & NEVER[package]
     }
     assert not found, sorted(found)
+
+
+# --------------------------------------------------------------------------- the store owns its SQL
+
+# the modules that ask the store, never the database: SQL text or a statement run there is a
+# layer skipped (syncd writes SQL's keywords in capitals, prose does not)
+NO_SQL = ["cycle.py", "status.py", "metrics.py", "explain.py", "cli"]
+SQL = re.compile(
+    r"\b(SELECT\s.+\sFROM\s|INSERT\s+(OR\s+\w+\s+)?INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|REPLACE\s+INTO\s"
+    r"|PRAGMA\s|SAVEPOINT\s|RELEASE\s+\w|ROLLBACK\b|CREATE\s+(TABLE|INDEX|VIEW|TRIGGER)\s|DROP\s+(TABLE|INDEX)\s)"
+    r"|^\s*(BEGIN|COMMIT|END)(\s+(IMMEDIATE|EXCLUSIVE|DEFERRED|TRANSACTION))?\s*;?\s*$",
+    re.DOTALL,
+)
+RUNS_SQL = {"execute", "executemany", "executescript"}
+
+
+def sql_in(path: Path) -> list[str]:
+    """Where ``path`` holds SQL text (a string, f-strings' parts included) or runs a statement."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+            found.append(f"{path.relative_to(SYNCD)}:{node.lineno}: {node.value[:60]!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in RUNS_SQL:
+            found.append(f"{path.relative_to(SYNCD)}:{node.lineno}: .{node.attr}(")
+    return found
+
+
+def test_the_detector_finds_sql() -> None:
+    for text in ("SELECT status, count(*) FROM users GROUP BY status", "BEGIN IMMEDIATE", "COMMIT", "PRAGMA wal_autocheckpoint = 0",
+                 "INSERT OR IGNORE INTO memberships (group_id) VALUES (?)", "DELETE FROM meta WHERE key = ?"):
+        assert SQL.search(text), text
+    for prose in ("select the users to deactivate from the plan", "Begin a cycle", "run `syncd sync --full`", "DELETE",
+                  "the cycle's commit: BEGIN … COMMIT", "Select the application"):
+        assert not SQL.search(prose), prose
+
+
+@pytest.mark.parametrize("where", NO_SQL)
+def test_no_sql_outside_the_store(where: str) -> None:
+    """Issue 17: the store owns its SQL; no hand-written BEGIN/COMMIT outside it."""
+    target = SYNCD / where
+    paths = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    found = [line for path in paths for line in sql_in(path)]
+    assert not found, found

@@ -45,8 +45,6 @@ def _exit(code: object) -> None:
     elif not isinstance(code, int):
         click.echo(str(code), err=True)  # sys.exit("message"), as SystemExit prints it
         code = 1
-    if (db := sys.modules.get("syncd.store.db")) is not None:
-        db.wait_for_checkpoints()  # a cycle's WAL is copied back behind its commit: not cut short
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BrokenPipeError, ValueError):  # reader gone (`| head`), stream closed

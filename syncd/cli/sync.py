@@ -50,29 +50,33 @@ def sync(dry_run: bool, full: bool, users: tuple[str, ...], groups: tuple[str, .
         approve_deactivations=approve_deactivations, wait=wait, trigger="manual", cycle_id=new_cycle_id(),
     )
     from ..progress import cycle_progress
+    from ..store.db import checkpoints_left_to_caller
 
     status = None
-    try:
-        with cycle_progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = run_cycle(cfg, options, progress=progress)
-        status = report.status
-        if as_json:
-            from ..report.render import json_chunks
+    # the cycle's commit leaves the WAL: copied back while the report is printed, before the exit
+    with checkpoints_left_to_caller() as left:
+        try:
+            with cycle_progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+                report = run_cycle(cfg, options, progress=progress)
+            left.behind()
+            status = report.status
+            if as_json:
+                from ..report.render import json_chunks
 
-            sys.stdout.flush()
-            for chunk in json_chunks(report):
-                sys.stdout.buffer.write(chunk.encode())
-            sys.stdout.buffer.write(b"\n")
-            sys.stdout.buffer.flush()
-        else:
-            click.echo(render_text_summary(report))
-    except KeyboardInterrupt:
-        status = status or _committed_status(cfg.store_path, options.cycle_id or "")
-        if status is None:
-            raise  # (nothing was committed: "interrupted", 130)
-        what = "dry run" if dry_run else "cycle"
-        click.echo(f"syncd: interrupted; the {what} {options.cycle_id} was committed ({status}): "
-                   f"syncd report {options.cycle_id}", err=True)
+                sys.stdout.flush()
+                for chunk in json_chunks(report):
+                    sys.stdout.buffer.write(chunk.encode())
+                sys.stdout.buffer.write(b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                click.echo(render_text_summary(report))
+        except KeyboardInterrupt:
+            status = status or _committed_status(cfg.store_path, options.cycle_id or "")
+            if status is None:
+                raise  # (nothing was committed: "interrupted", 130)
+            what = "dry run" if dry_run else "cycle"
+            click.echo(f"syncd: interrupted; the {what} {options.cycle_id} was committed ({status}): "
+                       f"syncd report {options.cycle_id}", err=True)
     sys.exit(EXIT_BY_STATUS[status])
 
 

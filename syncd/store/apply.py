@@ -7,7 +7,6 @@ rest go on (the cycle ends ``partial``). Staged and held changes are not applied
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import orjson
@@ -17,19 +16,25 @@ from .db import Store
 
 REBUILD_INDEXES_AT = 10_000  # rows in one batch of inserts
 
-_USERS_INSERT = "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
-USERS_SQL = _USERS_INSERT + " VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?)"
-MEMBERSHIPS_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)"
+# one change at a time
+USER_SQL = (
+    "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
+    " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)"
+)
+MEMBERSHIP_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)"
 
-# batches at least this long that end an apply run behind it (_Behind), as one statement over
-# a JSON array of their rows (SQLite takes it apart without the GIL)
-BEHIND_AT = 1_000
-BEHIND = frozenset({("user", "create"), ("membership", "add_member")})
+# a batch of new users or memberships: one statement over a JSON array of its rows, in the
+# apply's own thread as behind the report (_Behind), where SQLite takes it apart without the GIL
 ROWS_PER_STATEMENT = 25_000  # (SQLite copies the JSON, then parses it whole: ~5 MB at 25k users)
-USERS_JSON_SQL = _USERS_INSERT + (  # (the rows of _user_row)
+USERS_JSON_SQL = (  # (the rows of _user_row)
+    "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'active', 1, ?2, ?2, ?3 FROM json_each(?1)"
 )
 MEMBERSHIPS_JSON_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
+
+# batches at least this long that end an apply run behind it (_Behind)
+BEHIND_AT = 1_000
+BEHIND = frozenset({("user", "create"), ("membership", "add_member")})
 
 
 def _secondary_indexes(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
@@ -43,11 +48,15 @@ class MissingObject(LookupError):
 
 class Applier:
     def __init__(self, store: Store, cycle_id: str, now: str):
-        self.c = store.conn
+        self.store = store
         self.cycle_id = cycle_id
         self.now = now
         self.group_ids: dict[str, int] = {}
         self.user_ids: dict[str, int] = {}
+
+    @property
+    def c(self) -> sqlite3.Connection:
+        return self.store.conn  # (through the store: refused while it is lent, Store.lend)
 
     def apply(self, changes: list[Change], meanwhile: Callable[[], None] | None = None) -> bool:
         """Apply the changes, in order.
@@ -66,13 +75,8 @@ class Applier:
             return False
         assert meanwhile is not None
         behind = _Behind.start(self, steps[ahead:])
-        if behind is not None:
-            try:
-                meanwhile()
-            finally:
-                refused = behind.wait()
-            if not refused:
-                return True
+        if behind is not None and not behind.write_while(self.store, meanwhile):
+            return True
         for step in _steps([c for run in steps[ahead:] for c in run]):  # (anew: a membership may have failed)
             self._apply_step(step)
         return False
@@ -112,37 +116,41 @@ class Applier:
             for change in run:
                 self._apply_one(change)
 
+    # (the ids of new users and groups are given, counting on from the table's largest, what
+    # SQLite would pick one insert at a time, so that none has to be read back)
     def _batch_user_create(self, run: list[Change]) -> bool:
-        return self._batch_create(
-            run, "users", self.user_ids,
-            lambda ch, local_id: (*_user_row(ch, local_id), self.now, self.now, self.cycle_id),
-            USERS_SQL,
-        )
+        if not _numbered_by_entra_id(run):
+            return False
+        first = self._next_id("users")
+        work = self._users_work(run, first)
+        if work is None or not self._bulk(work):
+            return False
+        for local_id, ch in enumerate(run, first):
+            ch.local_id = self.user_ids[ch.entra_id or ""] = local_id
+        return True
+
+    def _users_work(self, run: list[Change], first: int) -> Work | None:
+        """A run of new users, numbered from ``first``, as ``USERS_JSON_SQL`` statements;
+        None with U+0000 in it (SQLite's JSON ends a string there: one at a time instead)."""
+        texts = []
+        for at in range(0, len(run), ROWS_PER_STATEMENT):
+            text = orjson.dumps([_user_row(ch, i) for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], first + at)])
+            if b"\\u0000" in text:
+                return None
+            texts.append(text.decode())
+        return self._to_rebuild("users", len(run)), [(USERS_JSON_SQL, (text, self.now, self.cycle_id)) for text in texts]
 
     def _batch_group_create(self, run: list[Change]) -> bool:
         # (one at a time, each in its savepoint, a 1M-user tenant's groups took seconds)
-        return self._batch_create(
-            run, "groups", self.group_ids,
-            lambda ch, local_id: (local_id, ch.entra_id, ch.values["name"], self.now, self.now),
-            "INSERT INTO groups (id, entra_id, name, managed, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)",
-        )
-
-    def _batch_create(
-        self, run: list[Change], table: str, ids_by_entra: dict[str, int], row: Callable[[Change, int], tuple], sql: str,
-    ) -> bool:
-        """Insert a run of new users or groups; each change learns its local id.
-
-        The ids are given, counting on from the table's largest (what SQLite would pick one
-        insert at a time), so that none has to be read back (100k users: ~0.07 s).
-        """
         if not _numbered_by_entra_id(run):
             return False
-        first = self._next_id(table)
-        rows = [row(ch, local_id) for local_id, ch in enumerate(run, first)]
-        if not self._executemany(sql, rows, self._to_rebuild(table, len(rows))):
+        first = self._next_id("groups")
+        rows = [(local_id, ch.entra_id, ch.values["name"], self.now, self.now) for local_id, ch in enumerate(run, first)]
+        sql = "INSERT INTO groups (id, entra_id, name, managed, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
+        if not self._executemany(sql, rows, self._to_rebuild("groups", len(rows))):
             return False
         for local_id, ch in enumerate(run, first):
-            ch.local_id = ids_by_entra[ch.entra_id or ""] = local_id
+            ch.local_id = self.group_ids[ch.entra_id or ""] = local_id
         return True
 
     def _next_id(self, table: str) -> int:
@@ -151,12 +159,18 @@ class Applier:
         return self.c.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
 
     def _batch_membership_add_member(self, run: list[Change]) -> bool:
-        rows, resolved = self._member_rows(run)
-        if self._executemany(MEMBERSHIPS_SQL, rows, self._to_rebuild("memberships", len(rows))):
+        work, resolved = self._members_work(run)
+        if self._bulk(work):
             return True
         for ch in resolved:
             self._apply_one(ch)
         return True
+
+    def _members_work(self, run: list[Change]) -> tuple[Work, list[Change]]:
+        """A run of memberships as one ``MEMBERSHIPS_JSON_SQL`` statement, and the changes
+        it holds (one whose group or user is missing fails here)."""
+        rows, resolved = self._member_rows(run)
+        return (self._to_rebuild("memberships", len(rows)), [(MEMBERSHIPS_JSON_SQL, (orjson.dumps(rows).decode(),))]), resolved
 
     def _member_rows(self, run: list[Change]) -> tuple[list[tuple[int, int]], list[Change]]:
         """(group id, user id) rows in key order, and the changes they are; a change whose
@@ -183,6 +197,19 @@ class Applier:
             return _secondary_indexes(self.c, table)
         return []
 
+    def _bulk(self, work: Work) -> bool:
+        """Write one batch (``_write``) in a savepoint; False when the database refused it
+        (then nothing of it is in)."""
+        self.c.execute("SAVEPOINT batch")
+        try:
+            _write(self.c, [work])
+        except sqlite3.Error:
+            self.c.execute("ROLLBACK TO batch")
+            self.c.execute("RELEASE batch")
+            return False
+        self.c.execute("RELEASE batch")
+        return True
+
     def _executemany(self, sql: str, rows: list[tuple], rebuild: Sequence[tuple[str, str]] = ()) -> bool:
         """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build after."""
         self.c.execute("SAVEPOINT batch")
@@ -202,11 +229,7 @@ class Applier:
     # ---- users
     def _user_create(self, ch: Change) -> None:
         v = ch.values
-        cur = self.c.execute(
-            "INSERT INTO users (entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
-            " VALUES (?, ?, ?, ?, 'active', 1, ?, ?, ?)",
-            (ch.entra_id, v["user_name"], v["display_name"], v["email"], self.now, self.now, self.cycle_id),
-        )
+        cur = self.c.execute(USER_SQL, (ch.entra_id, v["user_name"], v["display_name"], v["email"], self.now, self.now, self.cycle_id))
         ch.local_id = cur.lastrowid
         self.user_ids[ch.entra_id or ""] = cur.lastrowid or 0
 
@@ -285,7 +308,7 @@ class Applier:
     def _membership_add_member(self, ch: Change) -> None:
         gid = self._resolve(ch.group_ref, self.group_ids, "group")
         uid = self._resolve(ch.user_ref, self.user_ids, "user")
-        self.c.execute("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?, ?)", (gid, uid))
+        self.c.execute(MEMBERSHIP_SQL, (gid, uid))
 
     def _membership_remove_member(self, ch: Change) -> None:
         gid = self._resolve(ch.group_ref, self.group_ids, "group")
@@ -366,91 +389,95 @@ def _numbered_by_entra_id(run: list[Change]) -> bool:
     return len({ch.entra_id for ch in run}) == len(run) and all(ch.entra_id for ch in run)
 
 
-# (indexes to drop and build again, [(statement, its parameters)])
+# a batch: (indexes to drop and build again, [(statement, its parameters)])
 Work = tuple[list[tuple[str, str]], list[tuple[str, tuple[object, ...]]]]
 
 
+def _write(conn: sqlite3.Connection, batches: list[Work]) -> None:
+    """Each batch's statements, its indexes dropped before and built after (``_to_rebuild``)."""
+    for rebuild, statements in batches:
+        for name, _ in rebuild:
+            conn.execute(f'DROP INDEX "{name}"')
+        while statements:  # (each JSON text let go once it is in)
+            sql, parameters = statements.pop(0)
+            conn.execute(sql, parameters)
+        for _, create in rebuild:
+            conn.execute(create)
+
+
 class _Behind:
-    """The last batches of an apply (``Applier.apply``), written on a helper thread.
+    """The last batches of an apply (``Applier.apply``), written on a helper thread the
+    store's connection is lent to (``Store.lend``).
 
     Each is one statement over a JSON array of its rows (``USERS_JSON_SQL``,
     ``MEMBERSHIPS_JSON_SQL``), with the indexes ``_to_rebuild`` names dropped before and
     built after: statements during which sqlite3 lets go of the GIL, so the cycle's thread
     builds the report meanwhile. The rows are made first, here, as the batches would make them, and
-    the new users get the ids they would. It all goes in one savepoint, which ``wait``
-    rolls back when the database refuses a batch (the apply then takes those changes as it
-    takes a batch refused).
+    the new users get the ids they would. It all goes in one savepoint, rolled back when the
+    database refuses a batch (the apply then takes those changes as it takes a batch refused).
     """
 
     def __init__(self, applier: Applier, work: list[Work], new_users: list[Change]) -> None:
-        self.c = applier.c
         self._user_ids = applier.user_ids
+        self._work = work
         self._new_users = new_users
-        self._failed: BaseException | None = None
-        self.c.execute("SAVEPOINT behind")
-        self._thread = threading.Thread(target=self._run, args=(work,), name="syncd-apply", daemon=True)
-        self._thread.start()
 
     @classmethod
     def start(cls, applier: Applier, steps: list[list[Change]]) -> _Behind | None:
-        """Start the batches of ``steps``; None when they cannot run behind: a run of new
-        users the batch would refuse anyway, or with U+0000 in it (SQLite's JSON ends a
-        string there)."""
+        """The batches of ``steps``, ready to write, as the apply would write them
+        (``_users_work``, ``_members_work``); None when they cannot run behind: a run of new
+        users the batch would refuse anyway, or one it would take one at a time."""
         runs = [run for run in steps if _writes(run)]
-        user_texts: list[list[str]] = []  # each user run's rows as JSON arrays, ROWS_PER_STATEMENT at a time
-        firsts: list[int] = []  # each user run's first id
+        users: list[tuple[Work, int]] = []  # each user run's batch and first id
         next_id = applier._next_id("users")
         for run in runs:
             if run[0].object_type == "user":
-                if not _numbered_by_entra_id(run):
+                work = applier._users_work(run, next_id) if _numbered_by_entra_id(run) else None
+                if work is None:
                     return None
-                texts = []
-                for at in range(0, len(run), ROWS_PER_STATEMENT):
-                    text = orjson.dumps([_user_row(ch, i) for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], next_id + at)])
-                    if b"\\u0000" in text:
-                        return None
-                    texts.append(text.decode())
-                user_texts.append(texts)
-                firsts.append(next_id)
+                users.append((work, next_id))
                 next_id += len(run)
-        work: list[Work] = []
+        batches: list[Work] = []
         new_users: list[Change] = []
         for run in runs:
             if run[0].object_type == "user":
-                for local_id, ch in enumerate(run, firsts.pop(0)):  # the ids its rows carry
+                work, first = users.pop(0)
+                for local_id, ch in enumerate(run, first):  # the ids its rows carry
                     ch.local_id = applier.user_ids[ch.entra_id or ""] = local_id
                 new_users += run
-                statements: list[tuple[str, tuple[object, ...]]] = [
-                    (USERS_JSON_SQL, (text, applier.now, applier.cycle_id)) for text in user_texts.pop(0)
-                ]
-                work.append((applier._to_rebuild("users", len(run)), statements))
+                batches.append(work)
             else:  # (after the users: their ids are known)
-                member_rows, _ = applier._member_rows(run)
-                work.append((applier._to_rebuild("memberships", len(member_rows)), [(MEMBERSHIPS_JSON_SQL, (orjson.dumps(member_rows).decode(),))]))
-        return cls(applier, work, new_users)
+                batches.append(applier._members_work(run)[0])
+        return cls(applier, batches, new_users)
 
-    def _run(self, work: list[Work]) -> None:
+    def write_while(self, store: Store, meanwhile: Callable[[], None]) -> bool:
+        """Write the batches while ``meanwhile`` runs; True when the database refused one
+        (then none is in)."""
+        store.conn.execute("SAVEPOINT behind")
         try:
-            for rebuild, statements in work:
-                for name, _ in rebuild:
-                    self.c.execute(f'DROP INDEX "{name}"')
-                while statements:  # (each JSON text let go once it is in)
-                    sql, parameters = statements.pop(0)
-                    self.c.execute(sql, parameters)
-                for _, create in rebuild:
-                    self.c.execute(create)
-        except BaseException as exc:  # noqa: BLE001 - handed to the cycle's thread (wait)
-            self._failed = exc
+            with store.lend(self._write) as written:
+                meanwhile()
+            refused = written.result() is not None
+        except BaseException:
+            self._undo(store)
+            raise
+        if refused:
+            self._undo(store)
+        else:
+            store.conn.execute("RELEASE behind")
+        return refused
 
-    def wait(self) -> bool:
-        """Wait for the batches; True when the database refused one (then none is in)."""
-        self._thread.join()
-        if self._failed is not None:
-            self.c.execute("ROLLBACK TO behind")
-            for ch in self._new_users:  # numbered again by the apply, one at a time
-                ch.local_id = None
-                self._user_ids.pop(ch.entra_id or "", None)
-        self.c.execute("RELEASE behind")
-        if self._failed is not None and not isinstance(self._failed, sqlite3.Error):
-            raise self._failed
-        return self._failed is not None
+    def _write(self, conn: sqlite3.Connection) -> sqlite3.Error | None:
+        """(on the borrowing thread) The batches; the error of one the database refused."""
+        try:
+            _write(conn, self._work)
+        except sqlite3.Error as exc:
+            return exc
+        return None
+
+    def _undo(self, store: Store) -> None:
+        store.conn.execute("ROLLBACK TO behind")
+        store.conn.execute("RELEASE behind")
+        for ch in self._new_users:  # numbered again by the apply, one at a time
+            ch.local_id = None
+            self._user_ids.pop(ch.entra_id or "", None)

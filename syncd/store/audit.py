@@ -374,6 +374,51 @@ def last_user_entry(store: Store, entra_id: str | None, local_id: int | None) ->
     return None
 
 
+def last_cycle(store: Store) -> dict[str, Any] | None:
+    """The newest cycle that was not a dry run (a failed one included): its id, status, end
+    and errors."""
+    row = store.conn.execute(
+        "SELECT cycle_id, status, ended_at, document FROM cycles WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return {"cycle_id": row[0], "status": row[1], "ended_at": row[2], "errors": json.loads(row[3]).get("errors", [])}
+
+
+def last_success_at(store: Store) -> str | None:
+    """When the newest cycle that was neither a dry run nor failed ended."""
+    row = store.conn.execute(
+        "SELECT ended_at FROM cycles WHERE dry_run = 0 AND status != 'failed' ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def consecutive_failures(store: Store) -> int:
+    """Failed cycles in a row, as the service's health: dry runs, an operator's on-demand
+    tries (a mistyped --user) and cycles the service itself stopped neither count nor end
+    the run."""
+    n = 0
+    for (status,) in store.conn.execute(
+        "SELECT status FROM cycles WHERE dry_run = 0 AND mode != 'on_demand' AND interrupted = 0 ORDER BY seq DESC LIMIT 1000"
+    ):
+        if status != "failed":
+            break
+        n += 1
+    return n
+
+
+def cycle_totals(store: Store) -> tuple[dict[str, int], int, int]:
+    """Over the stored cycles that were not dry runs: how many ended with each status, and
+    the Graph requests and throttled answers they made."""
+    c = store.conn
+    statuses = dict(c.execute("SELECT status, count(*) FROM cycles WHERE dry_run = 0 GROUP BY status").fetchall())
+    requests, throttled = c.execute(
+        "SELECT coalesce(sum(json_extract(document, '$.graph_requests')), 0),"
+        " coalesce(sum(json_extract(document, '$.throttled')), 0) FROM cycles WHERE dry_run = 0"
+    ).fetchone()
+    return statuses, int(requests), int(throttled)
+
+
 def last_mirroring_cycle(store: Store) -> dict[str, Any] | None:
     """The last cycle that read Entra ID whole or by delta and committed: what the mirror is as of."""
     row = store.conn.execute(

@@ -12,9 +12,12 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from ..errors import SyncdError
@@ -39,6 +42,15 @@ from .schema import SCHEMA_VERSION, check_version, migrate, schema_version
 
 class StoreError(SyncdError):
     pass
+
+
+class ConnectionLent(RuntimeError):
+    """The store's connection was used while it is lent to a helper thread (``Store.lend``):
+    a bug, never to be caught."""
+
+
+T = TypeVar("T")
+_NO_THREAD_YET = -1  # (lent, its thread not started: every thread is refused)
 
 
 def require_json(conn: sqlite3.Connection) -> None:
@@ -95,7 +107,52 @@ class Store:
             if problem:
                 raise access.StoreAccessError(problem) from None
             raise StoreError(f"the store {path} cannot be opened: {exc}") from None
-        self.conn = conn
+        self._conn = conn
+        self._lent_to: int | None = None  # the thread the connection is lent to (Store.lend)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The store's one connection; ``ConnectionLent`` from any thread but the borrower's
+        while it is lent."""
+        if self._lent_to is not None and self._lent_to != threading.get_ident():
+            raise ConnectionLent(
+                f"the store's connection is lent to a helper thread (Store.lend) and was used from {threading.current_thread().name}"
+            )
+        return self._conn
+
+    @contextmanager
+    def lend(self, work: Callable[[sqlite3.Connection], T]) -> Iterator[Future[T]]:
+        """Run ``work(connection)`` on a helper thread while the body of the ``with`` runs.
+
+        sqlite3 lets go of the GIL inside a statement, so the body does work of its own (work
+        that needs no store) while ``work``'s statements run. The connection is ``work``'s
+        meanwhile: ``store.conn`` from any other thread raises ``ConnectionLent``. Yields
+        ``work``'s Future; on the way out, waits for it and raises its exception, if it
+        raised one (the body's own, if it raised too, is that one's ``__context__``).
+        """
+        if self._lent_to is not None:
+            raise ConnectionLent("the store's connection is lent already (Store.lend)")
+        conn = self._conn
+
+        def borrowed() -> T:
+            self._lent_to = threading.get_ident()
+            return work(conn)
+
+        self._lent_to = _NO_THREAD_YET
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-lent")
+        try:
+            future = pool.submit(borrowed)
+            try:
+                yield future
+            finally:
+                wait_for([future])
+                self._lent_to = None
+                failed = future.exception()
+                if failed is not None:
+                    raise failed
+        finally:
+            self._lent_to = None
+            pool.shutdown()
 
     def _open_writable(self, create: bool, origin: str | None) -> sqlite3.Connection:
         problem = access.write_problem(self.path)
@@ -123,6 +180,9 @@ class Store:
             conn.execute("PRAGMA cache_size = -32768")
             migrate(conn, self.path)
             self._ensure_administrators(conn)
+            if _LEFT_TO_CALLER:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                _LEFT_TO_CALLER[-1]._hold(self.path)
         except BaseException:
             conn.close()
             raise
@@ -177,22 +237,12 @@ class Store:
             )
 
     @contextmanager
-    def transaction(self, *, checkpoint_behind: bool = False) -> Iterator[None]:
-        """One write transaction, taken at once so a reader never has to upgrade.
-
-        ``checkpoint_behind``: the commit does not copy the WAL into the database itself
-        (SQLite's autocheckpoint); a helper thread does, after it (``checkpoint_behind``).
-        """
-        if checkpoint_behind:
-            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
-        try:
-            with write_transaction(self.conn):
-                yield
-        finally:
-            if checkpoint_behind:
-                self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-        if checkpoint_behind:
-            self.checkpoint_behind()
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once so a reader never has to upgrade. Its commit
+        copies the WAL back into the database as SQLite does, or leaves that to the caller
+        (``checkpoints_left_to_caller``)."""
+        with write_transaction(self.conn):
+            yield
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -208,36 +258,15 @@ class Store:
     def staged_entra_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT entra_id FROM staged_deactivations")}
 
+    def staged_deactivation_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM staged_deactivations").fetchone()[0])
+
     def has_staged_deactivations(self) -> bool:
         return self.conn.execute("SELECT 1 FROM staged_deactivations").fetchone() is not None
 
     def clear_staged_deactivations(self) -> None:
         """What stays staged is what this cycle's plan stages (inside the cycle's transaction)."""
         self.conn.execute("DELETE FROM staged_deactivations")
-
-    def checkpoint_behind(self) -> None:
-        """Copy the WAL into the database on a helper thread, with a connection of its own.
-
-        A full cycle commits tens of MB; copying them (and syncing the file) takes as long
-        as the commit did. sqlite3 lets go of the GIL meanwhile,
-        so the cycle's report is printed, or the daemon goes back to sleep, while it runs.
-        ``wait_for_checkpoints`` waits for it (the CLI does, before it exits).
-        """
-        # opened here: while it is open, closing ``conn`` leaves the checkpoint to it
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
-
-        def run() -> None:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                pass  # (busy or gone: the next commit's autocheckpoint copies what is left)
-            finally:
-                conn.close()
-
-        helper = threading.Thread(target=run, name="syncd-checkpoint")
-        helper.start()
-        _CHECKPOINTS[:] = [t for t in _CHECKPOINTS if t.is_alive()]  # (the daemon never waits for them)
-        _CHECKPOINTS.append(helper)
 
     # ------------------------------------------------------------------ meta
 
@@ -418,17 +447,73 @@ class Store:
         return fold
 
 
-# SQLite's default: a commit that leaves the WAL longer than this many pages copies it back
-AUTOCHECKPOINT_PAGES = 1000
+class LeftCheckpoints:
+    """The WAL of the stores opened for writing inside ``checkpoints_left_to_caller``, to be
+    copied back into their databases by the caller: ``behind`` (on a helper thread), or now,
+    at the end of the ``with``."""
 
-# checkpoints running behind their commits (Store.checkpoint_behind)
-_CHECKPOINTS: list[threading.Thread] = []
+    def __init__(self) -> None:
+        self._holders: dict[Path, sqlite3.Connection] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._behind: Future[None] | None = None
+
+    def _hold(self, path: Path) -> None:
+        """Keep a connection of its own open on ``path``, having read it: SQLite copies the
+        WAL back when the last connection that read the database closes, so the store's own
+        close leaves it to this one."""
+        if path not in self._holders:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master").fetchall()
+            self._holders[path] = conn
+
+    def behind(self) -> Future[None]:
+        """Copy the WAL back on a helper thread: sqlite3 lets go of the GIL meanwhile, so the
+        caller prints its report while it runs. The end of the ``with`` waits for it."""
+        if self._behind is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-checkpoint")
+            self._behind = self._pool.submit(self._copy_back)
+        return self._behind
+
+    def _copy_back(self) -> None:
+        while self._holders:
+            _, conn = self._holders.popitem()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # (busy: the next writer's commit or close copies what is left)
+            finally:
+                conn.close()
+
+    def _finish(self) -> None:
+        if self._behind is None:
+            self._copy_back()
+            return
+        assert self._pool is not None
+        self._behind.result()
+        self._pool.shutdown()
 
 
-def wait_for_checkpoints() -> None:
-    """Wait for the checkpoints running behind their commits (a process about to exit)."""
-    while _CHECKPOINTS:
-        _CHECKPOINTS.pop().join()
+_LEFT_TO_CALLER: list[LeftCheckpoints] = []
+
+
+@contextmanager
+def checkpoints_left_to_caller() -> Iterator[LeftCheckpoints]:
+    """While it lasts, a store opened for writing never copies its WAL back into the database
+    itself (SQLite's autocheckpoint is off, and its close leaves the WAL): the caller does,
+    with the ``LeftCheckpoints`` it gets, ``behind`` a cycle's report or at the end of the
+    ``with``, after the store has closed.
+
+    A full cycle commits tens of MB; copying them back (and syncing the file) takes about
+    as long as the commit: the CLI's ``sync`` does it while it prints, the daemon before it
+    sleeps.
+    """
+    left = LeftCheckpoints()
+    _LEFT_TO_CALLER.append(left)
+    try:
+        yield left
+    finally:
+        _LEFT_TO_CALLER.remove(left)
+        left._finish()
 
 
 ENTRA_USER_SQL = "SELECT id, upn, display_name, mail, enabled, user_type FROM entra_users"

@@ -106,6 +106,15 @@ def list_groups(store: Store, *, group_id: int | None = None) -> list[dict[str, 
     ]
 
 
+def user_counts(store: Store) -> dict[str, int]:
+    """How many local users have each status (active, deactivated)."""
+    return dict(store.conn.execute("SELECT status, count(*) FROM users GROUP BY status").fetchall())
+
+
+def group_count(store: Store) -> int:
+    return int(store.conn.execute("SELECT count(*) FROM groups").fetchone()[0])
+
+
 def list_invites(store: Store) -> list[dict[str, Any]]:
     return [
         {"id": r[0], "email": r[1], "status": r[2], "created_at": r[3]}

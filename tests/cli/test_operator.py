@@ -80,6 +80,79 @@ def test_add_commands_create_the_store_and_then_read_only_commands_work(tmp_path
 
 # --------------------------------------------------------------------------- never migrated, seeded or written
 
+# each family of commands that only look, as an operator runs them on a synced store
+# ({user}: a user of the store, {out}: a directory for output files)
+LOOKING = {
+    "status": [["status"], ["status", "--json"]],
+    "users": [["users", "list"], ["users", "list", "--json", "--status", "active"], ["users", "show", "{user}", "--json"]],
+    "groups": [["groups", "list"], ["groups", "show", "Administrators", "--json"]],
+    "invites": [["invites", "list", "--json"]],
+    "report": [["report"], ["report", "latest", "--format", "csv"], ["report", "--format", "html", "-o", "{out}/r.html"]],
+    "reports": [["reports"], ["reports", "--json"], ["reports", "export"], ["reports", "export", "-o", "{out}/e.jsonl"],
+                ["reports", "export", "--sqlite", "{out}/e.db"]],
+    "explain": [["explain", "{user}"], ["explain", "{user}", "--json"]],
+    "audit": [["audit", "verify"], ["audit", "verify", "--json"]],
+}
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A store two demo cycles wrote, its configuration, and one of its users."""
+    d = tmp_path_factory.mktemp("synced")
+    r = run_syncd("demo", "--store", str(d / "demo.db"), "--json", timeout=120)
+    assert r.code == 0, r
+    config = d / "demo.toml"
+    users = json.loads(run_syncd("users", "list", "--json", "--config", str(config)).out)
+    return config, d / "demo.db", next(u["user_name"] for u in users if u["managed"])
+
+
+def _as_it_is(store: Path) -> dict[str, tuple[str, int]]:
+    """Every file beside the store (its -shm aside: SQLite's readers mark what they read
+    there) with its digest and mtime."""
+    return {p.name: (_digest(p), p.stat().st_mtime_ns) for p in sorted(store.parent.iterdir())
+            if p.name.startswith(store.name) and not p.name.endswith("-shm")}
+
+
+# the real CLI, noting every SQLite database it opens (sqlite3.connect's first argument)
+SPY = (
+    "import json, sqlite3, sys\n"
+    "opened, connect = [], sqlite3.connect\n"
+    "sqlite3.connect = lambda database, *a, **k: (opened.append(str(database)), connect(database, *a, **k))[1]\n"
+    "import syncd.cli as cli\n"
+    "exit_ = cli._exit\n"
+    "cli._exit = lambda code: (print('OPENED ' + json.dumps(opened), file=sys.stderr), exit_(code))\n"
+    "sys.argv = ['syncd', *sys.argv[1:]]\n"
+    "cli.main()\n"
+)
+
+
+def run_spied(*args: str) -> tuple[Result, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    proc = subprocess.run([sys.executable, "-c", SPY, *args], capture_output=True, text=True, env=env, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    opened = [json.loads(line[len("OPENED "):]) for line in proc.stderr.splitlines() if line.startswith("OPENED ")]
+    return Result(proc.returncode, proc.stdout, proc.stderr), opened[0] if opened else []
+
+
+@pytest.mark.parametrize("family", sorted(LOOKING))
+def test_commands_that_only_look_leave_the_store_as_it_is(synced: tuple[Path, Path, str], family: str, tmp_path: Path) -> None:
+    config, store, user = synced
+    before = _as_it_is(store)
+    assert store.name in before
+    for args in LOOKING[family]:
+        r, opened = run_spied(*[a.format(user=user, out=tmp_path) for a in args], "--config", str(config))
+        assert r.code == 0 and "Traceback" not in r.err, (args, r)
+        mine = [db for db in opened if str(store) in db]
+        assert mine and all(db.startswith("file:") and db.endswith("?mode=ro") for db in mine), (args, opened)
+        assert _as_it_is(store) == before, args  # not written, migrated, seeded or checkpointed
+    # and where there is no store, none is made
+    missing = configure(tmp_path, tmp_path / "none" / "syncd.db")
+    for args in LOOKING[family]:
+        r = run_syncd(*[a.format(user=user, out=tmp_path) for a in args], "--config", str(missing))
+        assert r.code == 2 and "no store at" in r.err, (args, r)
+    assert not (tmp_path / "none").exists()
+
+
 
 def _as_older_store(path: Path) -> None:
     """The store as the syncd before schema 3 left it: entries one per row."""

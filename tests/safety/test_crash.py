@@ -257,8 +257,8 @@ def test_kill_9_at_random_moments_never_breaks_the_store(tmp_path: Path) -> None
 
 
 def test_a_cli_cycle_exits_with_its_commit_in_the_database_file(tmp_path: Path) -> None:
-    """The WAL is copied back behind the cycle's commit (Store.checkpoint_behind): the CLI
-    waits for that before it exits, so no cycle leaves its changes only in the WAL."""
+    """The CLI copies the cycle's WAL back behind its printing (db.checkpoints_left_to_caller)
+    and waits for that before it exits, so no cycle leaves its changes only in the WAL."""
     store = tmp_path / "syncd.db"
     with Simulator(generate_tenant(300, 6, 40, seed=3)) as sim:
         config = tmp_path / "syncd.toml"

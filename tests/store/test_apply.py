@@ -187,3 +187,14 @@ def test_a_failing_meanwhile_still_waits_for_the_batches(store, monkeypatch):
         Applier(store, "c1", "now").apply(changes, meanwhile=meanwhile)
     assert not store.conn.in_transaction  # rolled back, after the helper let go of the connection
     assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id IS NOT NULL").fetchone() == (0,)
+
+
+def test_the_batches_behind_have_the_connection_to_themselves(store, monkeypatch):
+    from syncd.store.db import ConnectionLent
+
+    monkeypatch.setattr(apply_mod, "BEHIND_AT", 2)
+    changes = _tail(4, set(), nul=False)
+    with pytest.raises(ConnectionLent), store.transaction():
+        Applier(store, "c1", "now").apply(changes, meanwhile=lambda: store.conn.execute("SELECT 1"))
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id IS NOT NULL").fetchone() == (0,)

@@ -169,26 +169,77 @@ def test_a_v2_store_keeps_its_reports_and_their_chain_when_entries_move_to_chunk
         assert result.ok and result.cycles == 2 and result.entries == sum(map(len, expected.values()))
 
 
-def test_a_checkpoint_behind_the_commit_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+def _file_alone(path: Path, tmp_path: Path) -> int:
+    """The rows the database file holds without its WAL (a copy of the file alone)."""
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(path.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0])
+    finally:
+        conn.close()
+        copy.unlink()
+
+
+@pytest.mark.parametrize("behind", [True, False], ids=["behind", "at the end"])
+def test_checkpoints_left_to_the_caller_are_copied_back_by_it(tmp_path: Path, behind: bool) -> None:
     from syncd.store import db
 
     path = tmp_path / "syncd.db"
+    Store(str(path)).close()
     rows = [(f"k{i}", "x" * 500) for i in range(3000)]  # ~100 pages: SQLite's own autocheckpoint would wait for 1,000
-    db.wait_for_checkpoints()  # (those of the tests before)
-    with Store(str(path)) as store:
-        with pytest.raises(RuntimeError), store.transaction(checkpoint_behind=True):
-            store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
-            raise RuntimeError("a cycle that fails")
-        assert not db._CHECKPOINTS  # nothing committed, nothing to copy
-        with store.transaction(checkpoint_behind=True):
-            store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
-        db.wait_for_checkpoints()
-        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.AUTOCHECKPOINT_PAGES
-        # the store is still open, its WAL still there: the database file alone holds the commit
-        copy = tmp_path / "copy.db"
-        copy.write_bytes(path.read_bytes())
-        conn = sqlite3.connect(copy)
-        try:
-            assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0] == len(rows)
-        finally:
-            conn.close()
+    with db.checkpoints_left_to_caller() as left:
+        with Store(str(path)) as store:
+            assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+            with store.transaction():
+                store.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        assert _file_alone(path, tmp_path) == 0  # the store closed, its commit still in the WAL
+        if behind:
+            left.behind().result()
+            assert _file_alone(path, tmp_path) == len(rows)
+    assert _file_alone(path, tmp_path) == len(rows)  # the WAL copied back at the latest here
+    with Store(str(path)) as store:  # outside, as SQLite does
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+
+# ---- the connection lent to a helper thread (Store.lend)
+
+
+def test_a_lent_connection_is_the_borrowers_alone(tmp_path: Path) -> None:
+    import threading
+
+    from syncd.store.db import ConnectionLent
+
+    started, go_on = threading.Event(), threading.Event()
+
+    def work(conn: sqlite3.Connection) -> int:
+        started.set()
+        go_on.wait(10)
+        assert store.conn is conn  # the borrower may go through the store
+        return int(conn.execute("SELECT count(*) FROM groups").fetchone()[0])
+
+    with Store(str(tmp_path / "syncd.db")) as store:
+        with store.lend(work) as future:
+            started.wait(10)
+            with pytest.raises(ConnectionLent, match="lent to a helper thread"):
+                store.conn.execute("SELECT 1")
+            with pytest.raises(ConnectionLent), store.lend(work):
+                pass
+            go_on.set()
+        assert future.result() == 1  # (Administrators)
+        assert store.conn.execute("SELECT 1").fetchone() == (1,)  # the store's own again
+
+
+def test_the_works_exception_is_raised_on_the_way_out(tmp_path: Path) -> None:
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT * FROM no_such_table")
+
+    with Store(str(tmp_path / "syncd.db")) as store:
+        with pytest.raises(sqlite3.OperationalError, match="no_such_table"), store.lend(work):
+            pass
+        with pytest.raises(sqlite3.OperationalError) as raised, store.lend(work):
+            raise KeyError("the body failed too")
+        assert isinstance(raised.value.__context__, KeyError)
+        with pytest.raises(KeyError), store.lend(lambda conn: None):
+            raise KeyError("the body alone")
+        assert store.conn.execute("SELECT 1").fetchone() == (1,)
