@@ -205,7 +205,7 @@ def _run_locked(store: Store, config: Config, options: CycleOptions, reader: Rea
     settings = PlanSettings.from_config(config)
     fingerprint = json.dumps(asdict(settings))
     try:
-        # the commit writes every change of the cycle at once: the WAL is copied back behind it
+        # every change of the cycle commits at once (R16); copying the WAL back is the caller's (db.checkpoints_left_to_caller)
         with store.transaction():
             stored_assignments = store.assignments()  # read once: three steps compare against it
             nothing_new = not on_demand and _nothing_new(store, read, fingerprint, stored_assignments)

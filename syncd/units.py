@@ -46,7 +46,7 @@ class Unit:
 
     _views: tuple[EntraView, Directory] | None
     keep: Callable[[Plan], list[Change]] = _every_change
-    alongside: Callable[[], AbstractContextManager[None]] = nullcontext
+    alongside: Callable[[], AbstractContextManager[object]] = nullcontext
     notes: list[str] = field(default_factory=list)
 
     def take(self) -> tuple[EntraView, Directory]:

@@ -28,7 +28,6 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from itertools import chain
 
 import orjson
@@ -234,17 +233,15 @@ def _batches(members: Mapping[str, Mapping[str, str]], per: int) -> Iterator[dic
 
 class Fold:
     """The buffered users going into the mirror (``FOLD_SQL``, then the read's removals), and
-    the read's memberships (``MEMBERS_SQL``, then its removed ones).
+    the read's memberships (``MEMBERS_SQL``, then its removed ones): ``run``, once.
 
-    ``alongside()`` runs it on a helper thread for the length of a ``with`` block: inside
-    it, nothing may use the connection (sqlite3 does not serialize one connection's
-    statements across threads). ``done()`` runs it here, if it has not run.
-    ``take_view()`` hands over the mirror's view of Entra as the read leaves it (as
-    ``Store.load_entra_view`` would read it back), if the read held its users.
+    It keeps no connection: the caller hands it one, or lends it the store's for the length
+    of a block (``IncomingRead.alongside``, ``Store.lend``). ``take_view()`` hands over the
+    mirror's view of Entra as the read leaves it (as ``Store.load_entra_view`` would read it
+    back), if the read held its users.
     """
 
-    def __init__(self, conn: sqlite3.Connection, read: GraphRead) -> None:
-        self._conn = conn
+    def __init__(self, read: GraphRead) -> None:
         self._removed = list(read.removed_users)
         # a full read's memberships go in with its users (MEMBERS_SQL)
         self._members = read.members_added
@@ -257,7 +254,7 @@ class Fold:
             members={gid: members for gid, members in read.members_added.items() if members},
             assignments=read.assignments,
         )
-        self._ran = False
+        self.ran = False
 
     @property
     def has_view(self) -> bool:
@@ -275,8 +272,10 @@ class Fold:
         view, self._view = self._view, None  # the caller keeps what it needs, not all of it
         return view
 
-    def _run(self) -> None:
-        c = self._conn
+    def run(self, c: sqlite3.Connection) -> None:
+        if self.ran:
+            return
+        self.ran = True  # (once, even if it fails: the transaction rolls back after it)
         c.execute(FOLD_SQL)  # the temp table stays: only the read writes it, in its own transaction
         c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in self._removed))
         for batch in _batches(self._members, MEMBERS_PER_STATEMENT):
@@ -286,31 +285,3 @@ class Fold:
             ((gid, mid) for gid, ms in self._members_removed.items() for mid in ms),
         )
         self._members, self._members_removed = {}, {}
-
-    def done(self) -> None:
-        if not self._ran:
-            self._ran = True
-            self._run()
-
-    @contextmanager
-    def alongside(self) -> Iterator[None]:
-        if self._ran:
-            yield
-            return
-        self._ran = True
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self._run()
-            except BaseException as exc:  # noqa: BLE001 - handed to the cycle's thread below
-                failed.append(exc)
-
-        helper = threading.Thread(target=run, name="syncd-fold", daemon=True)
-        helper.start()
-        try:
-            yield
-        finally:
-            helper.join()  # also when the block failed: the transaction rolls back after it
-        if failed:
-            raise failed[0]

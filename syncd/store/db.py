@@ -410,7 +410,7 @@ class Store:
             "INSERT OR REPLACE INTO entra_users (id, upn, display_name, mail, enabled, user_type) VALUES (?, ?, ?, ?, ?, ?)",
             read.users.values(),  # EntraUser is a named tuple in the column order
         )
-        fold = Fold(c, read) if read.users_buffered else None
+        fold = Fold(read) if read.users_buffered else None
         if fold is None:
             c.executemany("DELETE FROM entra_users WHERE id = ?", ((i,) for i in read.removed_users))
         c.executemany(
@@ -442,7 +442,7 @@ class Store:
             ((p, kind) for p, kind in read.assignments.items() if stored.get(p) != kind),
         )
         if fold is not None and not fold_later:
-            fold.done()
+            fold.run(c)
             fold = None
         return fold
 

@@ -64,12 +64,14 @@ class IncomingRead:
         self.written()
         return None
 
-    def alongside(self) -> AbstractContextManager[None]:
+    def alongside(self) -> AbstractContextManager[object]:
         """While the caller plans (no I/O): the rest of the mirror is written on a helper
-        thread, which has the store's connection for the length of the block."""
-        return self._fold.alongside() if self._fold is not None else nullcontext()
+        thread, which is lent the store's connection for the length of the block."""
+        if self._fold is None or self._fold.ran:
+            return nullcontext()
+        return self._store.lend(self._fold.run)
 
     def written(self) -> None:
         """The mirror is complete."""
         if self._fold is not None:
-            self._fold.done()
+            self._fold.run(self._store.conn)

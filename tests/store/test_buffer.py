@@ -13,7 +13,8 @@ from syncd.errors import SourceError
 from syncd.model import EntraGroup, EntraUser, GraphRead
 from syncd.read import GraphPage, ReadAccumulator
 from syncd.store import buffer
-from syncd.store.db import Store
+from syncd.store.db import ConnectionLent, Store
+from syncd.store.incoming import IncomingRead
 
 IDS = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
 
@@ -186,58 +187,64 @@ def test_the_view_a_pending_fold_hands_over_is_the_mirrors_after_it(
                 "INSERT INTO users (entra_id, user_name, status, managed, created_at, updated_at) VALUES (?, ?, 'active', 1, 'x', 'x')",
                 (IDS[i], f"local{i}"),
             )
-        sink = store.buffered_read(full=True)
-        for events in read_pages:
-            sink.add(users_page(events))
-        for events in group_pages:
-            sink.add(groups_page(events))
-        read = sink.finish(GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned} | {GIDS[0]: "Group"}))
+        incoming = IncomingRead(store, full=True)
+
+        def fetch(add):
+            for events in read_pages:
+                add(users_page(events))
+            for events in group_pages:
+                add(groups_page(events))
+            return GraphRead(full=True, assignments={IDS[i]: "User" for i in assigned} | {GIDS[0]: "Group"})
+
+        read = incoming.receive(fetch)
+        buffered = read.users_buffered
         with store.transaction():
-            fold = store.apply_read(read, fold_later=True)
-            assert (fold is None) == (read.users_buffered == 0)
-            if fold is None:
+            incoming.into_mirror(read, on_demand=False, stored_assignments=store.assignments())
+            if buffered:
+                assert not mirror(store)  # nothing of the buffered users yet
+            view = incoming.whole_view(within_reach=within_reach, max_users=10**9)
+            assert (view is None) == (buffered == 0)  # a handful of users: held in Python as well
+            if view is None:
                 return
-            assert not mirror(store)  # nothing of the buffered users yet
-            assert fold.has_view  # a handful of users: held in Python as well
-            view = fold.take_view()
-            assert view is not None and fold.take_view() is None  # handed over once
-            if within_reach:
-                view = view.within_reach(IDS[i] for i in linked)
-            with patch.object(buffer, "MEMBERS_PER_STATEMENT", per_statement), fold.alongside():
+            assert incoming.whole_view(within_reach=within_reach, max_users=10**9) is None  # handed over once
+            with patch.object(buffer, "MEMBERS_PER_STATEMENT", per_statement), incoming.alongside():
                 pass  # (the memberships go in as JSON, per_statement at a time, whole groups)
             assert _comparable(view) == _comparable(store.load_entra_view(within_reach=within_reach))
 
 
 def test_a_fold_that_fails_on_its_thread_fails_the_block_once_it_is_over(tmp_path):
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.buffered_read(full=True)
-        sink.add(users_page([(1, ("a", True))]))
-        read = sink.finish(GraphRead(full=True, assignments={}))
+        incoming = IncomingRead(store, full=True)
+        read = incoming.receive(lambda add: add(users_page([(1, ("a", True))])) or GraphRead(full=True, assignments={}))
         ran = []
         with pytest.raises(sqlite3.OperationalError, match="buffered_users"), store.transaction():
-            fold = store.apply_read(read, fold_later=True)
-            assert fold is not None
+            incoming.into_mirror(read, on_demand=False, stored_assignments={})
             store.conn.execute("DROP TABLE temp.buffered_users")
-            with fold.alongside():
+            with incoming.alongside():
                 ran.append("block")
+                with pytest.raises(ConnectionLent):
+                    store.conn.execute("SELECT 1")  # the fold's meanwhile
         assert ran == ["block"]  # the block ran to its end; the failure came after it
         assert not mirror(store)  # rolled back
-        fold.done()  # it ran (and failed) once: not again
+        incoming.written()  # it ran (and failed) once: not again
 
 
 def test_past_hold_users_the_buffered_users_are_not_held(tmp_path, monkeypatch):
     monkeypatch.setattr(buffer, "HOLD_USERS", 2)
     with Store(str(tmp_path / "s.db")) as store:
-        sink = store.buffered_read(full=True)
-        sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
-        sink.add(users_page([(3, ("a", True))]))  # the third: past the limit, none stay held
-        read = sink.finish(GraphRead(full=True, assignments={}))
+        incoming = IncomingRead(store, full=True)
+
+        def fetch(add):
+            add(users_page([(1, ("a", True)), (2, ("a", True))]))
+            add(users_page([(3, ("a", True))]))  # the third: past the limit, none stay held
+            return GraphRead(full=True, assignments={})
+
+        read = incoming.receive(fetch)
         assert read.users_buffered == 3 and read.buffered_held is None
         with store.transaction():
-            fold = store.apply_read(read, fold_later=True)
-            assert fold is not None and not fold.has_view and fold.take_view() is None
-            fold.done()
-        assert [r[0] for r in mirror(store)] == IDS[1:4]
+            incoming.into_mirror(read, on_demand=False, stored_assignments={})
+            assert incoming.whole_view(within_reach=False, max_users=10**9) is None
+            assert [r[0] for r in mirror(store)] == IDS[1:4]  # complete without a view
 
 
 def test_a_folds_universe_bound_counts_the_read_and_the_linked_users_once(tmp_path):
@@ -255,4 +262,4 @@ def test_a_folds_universe_bound_counts_the_read_and_the_linked_users_once(tmp_pa
             linked = store.linked_entra_ids()
             assert linked == {IDS[5]}
             assert fold.universe_bound(linked | {IDS[2]}) == 3  # 1, 2 and 5
-            fold.done()
+            fold.run(store.conn)
