@@ -264,9 +264,16 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
 
     t = time.monotonic()
     directory = store.load_directory()
-    push_options = Options(budget_s=config.sync.cycle_timeout_minutes * 60)
+    push_options = Options(budget_s=config.sync.cycle_timeout_minutes * 60, cancel=options.cancel)
     for app in enabled:
         summary: dict[str, object] = {"name": app.name}
+        if options.cancel is not None and options.cancel.is_set():
+            # a stop of the service: later applications wait for the next cycle (the store knows what they lack)
+            report.interrupted = True
+            report.errors.append(f"{app.name}: the service is stopping: the push was not started")
+            summary.update(status="failed", requests=0, throttled=0, counts={}, interrupted=True)
+            report.apps.append(summary)
+            continue
         try:
             with _gc_thresholds(*USUAL_GC_PASSES):
                 out = push_application(
@@ -286,6 +293,8 @@ def _push_apps(store: Store, config: Config, report: CycleReport, options: Cycle
         summary.update(status=out.status, requests=out.requests, throttled=out.throttled, counts=out.counts)
         if out.held:
             summary["held"] = True
+        if out.interrupted:
+            report.interrupted = summary["interrupted"] = True
         if out.unmanaged:
             summary["unmanaged"] = out.unmanaged
         if options.dry_run:

@@ -10,7 +10,7 @@
   pings the watchdog. SIGTERM/SIGINT: STOPPING=1, then the current cycle is cancelled: a read
   in progress is abandoned and the cycle ends ``failed`` with nothing applied; a cycle already
   inside its transaction finishes (it is one SQLite transaction, so a kill would roll it
-  back anyway). SIGHUP: the configuration is read again; a bad one is refused with a log
+  back anyway); a SCIM push after it sends no new request (the next cycle sends the rest). SIGHUP: the configuration is read again; a bad one is refused with a log
   line and the old one kept.
 - Back-off (like Entra's quarantine): after 2 or more failed cycles in a row the next cycle
   waits ``interval × 2^(failures-1)``, at most :data:`BACKOFF_CAP` (4 hours, or the interval

@@ -36,6 +36,10 @@ One push:
    the same ``_record_*`` call. Failures wait with back-off (``store.apps``: the first two
    retried at the next push, then after 2, 4 ... 32 pushes) and on every full reconcile.
 
+A stop of the service (``Options.cancel`` set) sends no new request: the requests in flight
+finish and are recorded as in step 5, what was not sent is sent by the next push (step 4
+finds what was created), and the outcome says the push was interrupted (``interrupted``).
+
 A dry run does steps 1-4 with reads only and returns every request it would send
 (``AppOutcome.planned``: method, path, a summary of the body), sending no write.
 """
@@ -74,6 +78,7 @@ from .scim import (
     PATCH_OP,
     USER_SCHEMA,
     AuthRefused,
+    Cancelled,
     Capabilities,
     Options,
     ScimClient,
@@ -102,6 +107,7 @@ class AppOutcome:
     unmanaged: dict[str, int] = field(default_factory=dict)  # full reconcile: objects there syncd does not manage
     held: bool = False  # R12 held something back, or a threshold staged deactivations
     auth_refused: bool = False
+    interrupted: bool = False  # the service stopped: requests not sent yet were left for the next push
 
     @property
     def counts(self) -> dict[str, int]:
@@ -271,6 +277,10 @@ class _Push:
         except AuthRefused as exc:
             out.auth_refused = True
             out.errors.append(str(exc))
+        except Cancelled:
+            out.interrupted = True
+            out.errors.append(f"{self.app.name}: the service is stopping: the push was interrupted after "
+                              f"{out.requests} request(s)")
         except (ScimError, SyncdError) as exc:
             out.errors.append(f"{self.app.name}: {exc}")
         finally:
@@ -557,6 +567,7 @@ class _Push:
         assert self.client is not None
         relink: list[Op] = []
         for start in range(0, len(reqs), BATCH):
+            stopping: Cancelled | None = None
             for req, future in self.client.map(self._one, reqs[start:start + BATCH]):
                 exc = future.exception()
                 if exc is None:
@@ -564,6 +575,8 @@ class _Push:
                 elif isinstance(exc, AuthRefused):
                     self._flush()
                     raise exc
+                elif isinstance(exc, Cancelled):
+                    stopping = exc  # (the requests in flight still finish: their outcomes are recorded first)
                 elif isinstance(exc, _Relink):
                     self._unlink(req.op)
                     relink.append(req.op)
@@ -572,6 +585,8 @@ class _Push:
                 else:
                     raise exc
             self._flush()
+            if stopping is not None:
+                raise stopping
         return relink
 
     def _one(self, req: _Req) -> str | None:

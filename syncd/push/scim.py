@@ -15,6 +15,9 @@
   a 5xx its outcome is ``Unknown``, and the engine looks the object up before it tries
   again (R22) instead of risking a second one.
 - 401/403 raise ``AuthRefused``: that application stops for the cycle.
+- ``Options.cancel`` (the daemon's stop request): once set, no new request is sent and no
+  retry waits any longer; ``request`` raises ``Cancelled`` instead. A request already on the
+  wire finishes, so its outcome can be recorded.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ class Unknown(ScimError):
     """A create whose answer was lost (reset, timeout, 5xx): it may or may not exist now."""
 
 
+class Cancelled(Exception):
+    """The service is stopping (``Options.cancel``): the request was not sent.
+
+    Not a ``ScimError``: no handler of an application's errors may take a stop for one."""
+
+
 class _Retry(Exception):
     def __init__(self, message: str, after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
@@ -86,6 +95,7 @@ class Options:
     budget_s: float = 1800.0  # the whole push gives up after this (as sync.cycle_timeout_minutes)
     page_size: int = 500  # a listing's count per page (bounded by filter.maxResults)
     retry_after_max_s: float = 300.0  # a longer wait is refused: the push fails now, retried next cycle
+    cancel: threading.Event | None = None  # set when the service stops: no new request after it
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ class ScimClient:
         self.requests = 0  # requests put on the wire, retries included
         self.throttled = 0
         self._lock = threading.Lock()
-        self._sleep = sleep
+        self._sleep = sleep if options.cancel is None else self._wait_unless_cancelled
         self._deadline = time.monotonic() + options.budget_s
         limits = httpx.Limits(max_connections=app.concurrency, max_keepalive_connections=app.concurrency)
         self._http = httpx.Client(
@@ -193,6 +203,8 @@ class ScimClient:
         what = f"{method} {path}"
 
         def attempt() -> httpx.Response:
+            if self.options.cancel is not None and self.options.cancel.is_set():
+                raise Cancelled(f"{what}: not sent, the service is stopping")
             try:
                 response = self._http.request(method, path.lstrip("/"), content=content, params=params, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -234,6 +246,11 @@ class ScimClient:
             return retrying(attempt)
         except _Retry as exc:
             raise ScimError(f"{exc} (gave up after retries)", exc.status) from None
+
+    def _wait_unless_cancelled(self, seconds: float) -> None:
+        # a back-off or Retry-After wait ends as soon as the service stops (the next attempt is not sent)
+        assert self.options.cancel is not None
+        self.options.cancel.wait(seconds)
 
     def _count(self, status: int | None) -> None:
         with self._lock:

@@ -2,8 +2,9 @@
 
 Each request is matched against the rules in order; a matching rule with ``times`` left
 answers for the server (429 with Retry-After, 500, 409, 401 ...), resets the connection,
-stalls past the client's timeout, or forwards the request and then drops the answer (a
-create that happened, whose answer was lost). Everything else is forwarded as is.
+stalls past the client's timeout, forwards the request and then drops the answer (a
+create that happened, whose answer was lost), or forwards it after a delay (latency).
+Everything else is forwarded as is.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from urllib.parse import urlsplit
 class Fault:
     method: str  # "POST", "GET", ... or "*"
     path: str  # a regex searched in the request's path
-    kind: str  # status | reset | stall | lose_answer
+    kind: str  # status | reset | stall | lose_answer | delay
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     times: int = 1  # -1: always
     stall_s: float = 5.0
-    hits: int = 0
+    delay_s: float = 0.1  # "delay": the latency added before forwarding
+    hits: int = 0  # requests it matched, counted as they arrive
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and re.search(self.path, path) is not None and self.times != 0
@@ -122,6 +124,8 @@ class FaultProxy:
                 self._record(method, target, fault.status)
                 self._reply(conn, fault.status, list(fault.headers.items()), fault.body)
                 continue
+            if fault is not None and fault.kind == "delay":
+                time.sleep(fault.delay_s)
             status, rheaders, rbody = self._forward(method, target, headers, body)
             if fault is not None and fault.kind == "lose_answer":
                 self._record(method, target, f"lost {status}")
