@@ -126,3 +126,77 @@ def test_matching_before_create_links_the_existing_user(cenv: CliEnv, djscim: Dj
     assert users[f"alice@{D}"]["externalId"] == alice  # linked, then brought in step
     assert view.groups()[0]["id"] == group["id"] and groups == {"Team": {f"alice@{D}"}}
     view.close()
+
+
+def test_drift_is_repaired_on_a_full_reconcile_and_only_then(cenv: CliEnv, djscim: DjangoScim) -> None:
+    t = cenv.tenant
+    alice, bob = t.add_user(f"alice@{D}"), t.add_user(f"bob@{D}")
+    team = t.add_group("Team")
+    t.add_member(team, alice)
+    t.add_member(team, bob)
+    t.assign(team)
+    cenv.add_app("django", djscim.base_url)
+    view = View(djscim.base_url)
+    assert cenv.sync()["status"] == "succeeded"
+    users, _ = view.state()
+    (g,) = view.groups()
+
+    # changed by hand in the application, and one user it has that syncd does not manage
+    view.patch(f"Users/{users[f'alice@{D}']['id']}", {"op": "replace", "path": "active", "value": False})
+    view.patch(f"Users/{users[f'bob@{D}']['id']}", {"op": "replace", "path": "emails", "value": [{"value": "x@evil.example", "primary": True}]})
+    view.patch(f"Groups/{g['id']}", {"op": "replace", "path": "displayName", "value": "Renamed"},
+               {"op": "remove", "path": f'members[value eq "{users[f"bob@{D}"]["id"]}"]'})
+    view.post("Users", {"userName": "hand.made@example.com", "active": True})
+
+    # an incremental cycle does not read the application: nothing to do, nothing sent
+    djscim.mark()
+    assert _app(cenv.sync())["requests"] == 0 and djscim.requests() == []
+
+    report = cenv.sync("--full")
+    assert report["status"] == "succeeded", report["errors"]
+    drift = [e for e in _pushed(report) if "drift" in e["reason"]]
+    assert {(e["action"], e["name"]) for e in drift} >= {("reactivate", f"alice@{D}"), ("update", f"bob@{D}"),
+                                                         ("update", "Team"), ("add_member", f"Team / bob@{D}")}, drift
+    assert _app(report)["unmanaged"] == {"users": 1, "groups": 0}
+    assert_in_step(cenv, view, extra_users=frozenset({"hand.made@example.com"}))
+
+    # nothing changed by hand since: a full reconcile reads, and repairs nothing
+    djscim.mark()
+    report = cenv.sync("--full")
+    assert report["status"] == "succeeded", report["errors"]
+    assert [e for e in _pushed(report) if "drift" in e["reason"]] == [], _pushed(report)
+    assert _writes(djscim) == []
+    view.close()
+
+
+def test_many_users_are_matched_from_a_listing_paged_by_its_max_results(cenv: CliEnv, djscim: DjangoScim) -> None:
+    """More names than a filter each (R22 reads the listing once), and more users than the
+    application's filter.maxResults (200): pages of 200, in a create and in a full reconcile."""
+    t = cenv.tenant
+    staff = t.add_group("Staff")
+    names = [f"u{i:03}@{D}" for i in range(205)]
+    for name in names:
+        t.add_member(staff, t.add_user(name))
+    t.assign(staff)
+    view = View(djscim.base_url)
+    for name in names[:3]:
+        view.post("Users", {"userName": name.upper(), "active": False})
+    cenv.add_app("django", djscim.base_url)
+    djscim.mark()
+    report = cenv.sync()
+    assert report["status"] == "succeeded", report["errors"]
+    assert sum(1 for e in _pushed(report) if e["action"] == "adopt") == 3
+    lines = djscim.requests()
+    assert not any(line.startswith("GET /scim/v2/Users?filter=") for line in lines)  # (the listing, not 205 filters)
+    assert sum(line.startswith("POST /scim/v2/Users ") for line in lines) == 202
+    users, groups = view.state()
+    assert len(users) == 205 and all(u["active"] for u in users.values()) and len(groups["Staff"]) == 205
+
+    djscim.mark()
+    report = cenv.sync("--full")
+    assert report["status"] == "succeeded", report["errors"]
+    assert _pushed(report) == [] and _app(report)["unmanaged"] == {"users": 0, "groups": 0}
+    assert _writes(djscim) == []
+    pages = [line for line in djscim.requests() if line.startswith("GET /scim/v2/Users?")]
+    assert len(pages) == 2 and all("count=200" in p for p in pages), pages
+    view.close()
