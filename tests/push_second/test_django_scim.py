@@ -101,6 +101,16 @@ def test_first_push_update_deactivate_rename_and_no_change(cenv: CliEnv, djscim:
     assert writes and all(w.startswith("PATCH /scim/v2/Groups/") and w.endswith(" 200") for w in writes), writes
     assert view.state()[1] == {"Team Blue": {alice_name, f"carol@{D}"}, "Ops": {alice_name}}
     assert_in_step(cenv, view)
+
+    # a group no longer assigned (R11): DELETEd there, as syncd created it; its members stay
+    djscim.mark()
+    ops_id = next(g["id"] for g in view.groups() if g["displayName"] == "Ops")
+    t.unassign(ops)
+    report = cenv.sync()
+    assert report["status"] == "succeeded", report["errors"]
+    assert _writes(djscim) == [f"DELETE /scim/v2/Groups/{ops_id} 204"]
+    assert set(view.state()[1]) == {"Team Blue"} and view.state()[0][alice_name]["active"] is True
+    assert_in_step(cenv, view)
     view.close()
 
 
@@ -125,6 +135,7 @@ def test_matching_before_create_links_the_existing_user(cenv: CliEnv, djscim: Dj
     assert list(users) == [f"alice@{D}"] and users[f"alice@{D}"]["id"] == before["id"]
     assert users[f"alice@{D}"]["externalId"] == alice  # linked, then brought in step
     assert view.groups()[0]["id"] == group["id"] and groups == {"Team": {f"alice@{D}"}}
+    assert_in_step(cenv, view)  # (userName too: brought to the local case)
     view.close()
 
 
