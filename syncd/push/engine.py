@@ -371,6 +371,7 @@ class _Push:
             return
         before = diff(self.desired, self.state, hold=self.hold, approve=True)
         self.drift_sig = {_sig(op) for op in before.ops}
+        unheld = self._unheld_user_attrs()
         by_id = {str(r.get("id")): r for r in users}
         g_by_id = {str(r.get("id")): r for r in groups}
         users_now: dict[int, AppUser] = {}
@@ -379,7 +380,10 @@ class _Push:
             if r is None:
                 self.batch.users_gone.add(uid)  # deleted there by hand: created again (R22 looks first)
                 continue
-            users_now[uid] = AppUser(au.app_id, user_values(r))
+            values = user_values(r)
+            if unheld:  # what the application does not hold cannot have drifted there
+                values = values._replace(**{a: getattr(au.values, a) for a in unheld})
+            users_now[uid] = AppUser(au.app_id, values)
             if users_now[uid] != au and not self.dry_run:
                 self.batch.users[uid] = (au.app_id, *users_now[uid].values)
         local_of = {au.app_id: uid for uid, au in users_now.items()}
@@ -405,6 +409,21 @@ class _Push:
         linked_groups = {ag.app_id for ag in self.state.groups.values()}
         self.out.unmanaged = {"users": sum(1 for i in by_id if i not in linked_users),
                               "groups": sum(1 for i in g_by_id if i not in linked_groups)}
+
+    def _unheld_user_attrs(self) -> tuple[str, ...]:
+        """The mapped user attributes (R21) the application's User schema does not declare.
+
+        An application may support only part of RFC 7643's User (django-scim2-server has no
+        displayName: it drops one sent, without an error, and never returns it). Its listing
+        then lacks the attribute on every user; read as a change by hand, each full reconcile
+        would "repair" every user again. userName is required and externalId is a common
+        attribute (not listed in a schema), so both are always compared; an application that
+        publishes no /Schemas has everything compared, as before."""
+        assert self.client is not None
+        declared = self.client.schema_attributes(USER_SCHEMA)
+        if declared is None:
+            return ()
+        return tuple(a for a in ("display_name", "email", "active") if _SCIM_ATTR[a].lower() not in declared)
 
     # ------------------------------------------------------------------ R22: matching
 

@@ -289,6 +289,23 @@ class ScimClient:
             raise ScimError("GET ServiceProviderConfig: not a JSON object")
         return Capabilities.of(doc)
 
+    def schema_attributes(self, schema: str) -> frozenset[str] | None:
+        """The attribute names (lower-cased) that ``GET /Schemas`` declares for ``schema``
+        (RFC 7644 §4, RFC 7643 §7), or None when the application does not say: no /Schemas,
+        an error answer, or that schema not listed. Common attributes (``id``, ``externalId``,
+        ``meta``, RFC 7643 §3.1) need not be listed there: their absence says nothing."""
+        try:
+            doc = self.json("GET", "Schemas")
+        except AuthRefused:
+            raise
+        except ScimError:
+            return None
+        resources = doc.get("Resources") if isinstance(doc, dict) else doc
+        for r in resources if isinstance(resources, list) else ():
+            if isinstance(r, dict) and r.get("id") == schema and isinstance(r.get("attributes"), list):
+                return frozenset(str(a["name"]).lower() for a in r["attributes"] if isinstance(a, dict) and a.get("name"))
+        return None
+
     def listing(self, resource: str, *, caps: Capabilities, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every resource of a type, page by page (1-based startIndex/count, RFC 7644 §3.4.2.4)."""
         count = self.options.page_size

@@ -1,0 +1,219 @@
+"""A second SCIM service provider, built unlike scim2-server: ``django-scim2-server``.
+
+scim2-server (tests/push) is one in-memory implementation: every attribute of RFC 7643's
+schemas, Bulk, ETags, PATCH answered 204. ``django-scim2-server`` 1.1.0 (PyPI, pinned in
+pyproject.toml, installed by ./scripts/setup) is a Django app over the ORM (SQLite here),
+with its own filter parser and PATCH engine; run by ``djscim.py`` on 127.0.0.1 with a bearer
+token. What it does differently, as measured here (test_django_scim.py checks each):
+
+- ServiceProviderConfig: no Bulk (``supported: false``, ``maxOperations: 0``), no ETag, no
+  sort, filter with ``maxResults: 200``; listings refuse ``count`` over 1000 (400);
+- its User schema (``GET /Schemas``) has userName, name, emails (value, primary), active and
+  externalId, and **no displayName**: a displayName sent is dropped, in a POST, a PUT and a
+  PATCH alike, without an error, and never returned;
+- ids are UUIDs (a path with another id is a 404); PATCH answers **200 with the resource**
+  (scim2-server: 204, no body); emails come back without ``type``;
+- ``userName`` is unique as sent (case-sensitive: ``Alice@x`` and ``alice@x`` both get
+  created), while ``filter=userName eq`` ignores case; Group displayName is not unique;
+- members: PATCH add/remove ``members`` with a value list, and ``members[value eq "ID"]``;
+  a member that does not exist is ignored; a POSTed group keeps its members;
+- DELETE of a user only deactivates it; 401 without ``WWW-Authenticate``.
+
+A test never skips for want of the server: if it is not installed, every test here fails
+saying how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Env
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "djscim-test-token-" + secrets.token_hex(12)
+NOT_INSTALLED = (
+    "django-scim2-server is not installed in {python}: these tests need it (they never skip for it). "
+    "Run ./scripts/setup, which installs the test extra of pyproject.toml (django-scim2-server==1.1.0, Django 5.2)."
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DjangoScim:
+    """One django-scim2-server process; ``reset()`` empties it for the next test."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    _mark: int = field(default=0)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/scim/v2"
+
+    def reset(self) -> None:
+        r = httpx.post(f"http://127.0.0.1:{self.port}/_test/reset", headers={"Authorization": f"Bearer {TOKEN}"},
+                       trust_env=False, timeout=30)
+        assert r.status_code == 204, r
+        self.mark()
+
+    def mark(self) -> None:
+        """From now on, ``requests()`` lists only what comes after."""
+        self._mark = self.log.stat().st_size if self.log.exists() else 0
+
+    def requests(self) -> list[str]:
+        """``METHOD PATH STATUS`` of every request since the last mark (the test's own reads included)."""
+        if not self.log.exists():
+            return []
+        with self.log.open("rb") as f:
+            f.seek(self._mark)
+            return f.read().decode().splitlines()
+
+
+def start(tmp: Path) -> DjangoScim:
+    try:
+        import django_scim2_server  # noqa: F401  (the server runs in its own process; this only checks)
+    except ImportError:
+        pytest.fail(NOT_INSTALLED.format(python=sys.executable), pytrace=False)
+    port = _free_port()
+    log, err = tmp / "requests.log", tmp / "server.err"
+    with err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "djscim.py"), "--port", str(port), "--db", str(tmp / "scim.db"), "--log", str(log)],
+            env={**os.environ, "DJSCIM_TOKEN": TOKEN}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return DjangoScim(port, process, log)
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"django-scim2-server did not start (exit {process.poll()}): {err.read_text()[-2000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def django_scim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DjangoScim]:
+    server = start(tmp_path_factory.mktemp("djscim"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def djscim(django_scim_process: DjangoScim) -> DjangoScim:
+    """The server, empty."""
+    django_scim_process.reset()
+    return django_scim_process
+
+
+# --------------------------------------------------------------------------- reading it back
+
+
+class View:
+    """The application as the test reads it: its own SCIM API with plain httpx, not syncd's client."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url + "/", headers={"Authorization": f"Bearer {TOKEN}"},
+                                 trust_env=False, timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _all(self, resource: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        start = 1
+        while True:
+            r = self.http.get(resource, params={"startIndex": start, "count": 100})
+            r.raise_for_status()
+            page = r.json()
+            items = page.get("Resources") or []
+            out += items
+            start += len(items)
+            if not items or start > page["totalResults"]:
+                return out
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._all("Users")
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self._all("Groups")
+
+    def post(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        schema = "User" if resource == "Users" else "Group"
+        r = self.http.post(resource, json={"schemas": [f"urn:ietf:params:scim:schemas:core:2.0:{schema}"], **body})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def patch(self, path: str, *operations: dict[str, Any]) -> dict[str, Any]:
+        r = self.http.patch(path, json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                        "Operations": list(operations)})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def state(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        """Users by lower-cased userName -> {userName, email, active, externalId, id}; groups by
+        displayName -> member userNames (lower-cased). A duplicate fails here."""
+        users: dict[str, dict[str, Any]] = {}
+        name_of: dict[str, str] = {}
+        for u in self.users():
+            key = u["userName"].lower()
+            assert key not in users, f"duplicate user {key}"
+            email = next((e["value"] for e in u.get("emails") or [] if e.get("primary")), None)
+            users[key] = {"userName": u["userName"], "email": email, "active": u.get("active"),
+                          "externalId": u.get("externalId"), "id": u["id"]}
+            name_of[u["id"]] = key
+        groups: dict[str, set[str]] = {}
+        for g in self.groups():
+            assert g["displayName"] not in groups, f"duplicate group {g['displayName']}"
+            groups[g["displayName"]] = {name_of.get(m["value"], m["value"]) for m in g.get("members") or []}
+        return users, groups
+
+
+# --------------------------------------------------------------------------- the real CLI
+
+
+class CliEnv(Env):
+    """The e2e Env (simulated tenant over HTTPS, ``syncd`` in a subprocess) with ``[[scim]]`` tables."""
+
+    apps: list[dict[str, Any]]
+
+    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
+        path = super().configure(path, **overrides)
+        tables = ["\n[[scim]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in app.items())
+                  for app in getattr(self, "apps", [])]
+        path.write_text(path.read_text() + "".join(tables))
+        return path
+
+    def add_app(self, name: str, base_url: str, token: str = TOKEN, **keys: Any) -> Path:
+        token_file = self.tmp / f"{name}-token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        self.apps = [*getattr(self, "apps", []), {"name": name, "base_url": base_url, "token_file": str(token_file), **keys}]
+        return self.configure()
+
+
+@pytest.fixture
+def cenv(tmp_path: Path) -> Iterator[CliEnv]:
+    yield from CliEnv.running(tmp_path)
