@@ -257,3 +257,49 @@ def diff(
             deletes.append(Op("delete_group", gid, "delete", old_group=have_g))
     plan.ops.extend(deletes)
     return plan
+
+
+def name_waves(ops: list[Op], state: AppState) -> list[list[Op]]:
+    """The user operations in waves an application with unique userNames accepts.
+
+    Names can go round locally in one cycle (R6a applies chains and swaps at once): in the
+    application, a user takes a name another linked user holds only in a wave after the one
+    in which that user lets go of it. When every waiting one waits on another (a swap), one
+    of them is first parked under a name of its own (``parked_name``), in a wave of its own.
+    Without such a clash this is one wave: the operations as they came.
+    """
+    pending = [op for op in ops if op.kind in ("create_user", "update_user")]
+    name_of = {lid: au.values.user_name.casefold() for lid, au in state.users.items()}
+    holder = {name: lid for lid, name in name_of.items()}
+    waves: list[list[Op]] = []
+    while pending:
+        moving = {op.local_id for op in pending if op.kind == "update_user" and "user_name" in op.changed}
+        ready = [op for op in pending if not _waits(op, holder, moving)]
+        if not ready:
+            first = pending[0]
+            assert first.old_user is not None  # (only renames wait on each other, and only renames free a name)
+            ready = [Op("update_user", first.local_id, "update", user=first.old_user._replace(user_name=parked_name(first)),
+                        old_user=first.old_user, changed=("user_name",))]
+        for op in ready:
+            assert op.user is not None
+            if op.local_id in name_of and holder.get(name_of[op.local_id]) == op.local_id:
+                del holder[name_of[op.local_id]]
+            name_of[op.local_id] = op.user.user_name.casefold()
+            holder[name_of[op.local_id]] = op.local_id
+        waves.append(ready)
+        done = {id(op) for op in ready}
+        pending = [op for op in pending if id(op) not in done]
+    return waves
+
+
+def _waits(op: Op, holder: dict[str, int], moving: set[int]) -> bool:
+    """Whether ``op``'s user takes a name another user still to be renamed holds."""
+    assert op.user is not None
+    h = holder.get(op.user.user_name.casefold())
+    return h is not None and h != op.local_id and h in moving
+
+
+def parked_name(op: Op) -> str:
+    """A userName no one else holds, for a user whose name goes round (``name_waves``)."""
+    assert op.old_user is not None
+    return f"syncd-parked-{op.local_id}-{op.old_user.user_name}"

@@ -71,6 +71,7 @@ from .diff import (
     UserValues,
     desired_state,
     diff,
+    name_waves,
 )
 from .scim import (
     BULK_REQUEST,
@@ -559,7 +560,7 @@ class _Push:
 
     def _preview(self, ops: list[Op]) -> None:
         """Dry run: every request the push would send, and the entries it would record."""
-        for op in _phased(ops):
+        for op in (op for phase in self._phases(ops) for op in phase):
             for req in self._requests(op, preview=True):
                 self.out.planned.append({"method": req.method, "path": "/" + req.path, "summary": req.summary(),
                                          "bulk": self.use_bulk})
@@ -568,12 +569,7 @@ class _Push:
     def _send(self, ops: list[Op]) -> list[Op]:
         """Send the operations in phases; the ones to look up again are returned."""
         relink: list[Op] = []
-        phases = [[op for op in ops if op.kind.endswith("_user")],
-                  [op for op in ops if op.kind in ("create_group", "update_group")],
-                  [op for op in ops if op.kind == "delete_group"]]
-        for phase in phases:
-            if not phase:
-                continue
+        for phase in self._phases(ops):
             reqs = [req for op in phase for req in self._requests(op)]
             if self.use_bulk:
                 relink += self._send_bulk(reqs)
@@ -581,6 +577,13 @@ class _Push:
                 relink += self._send_plain(reqs)
             self._flush()
         return relink
+
+    def _phases(self, ops: list[Op]) -> list[list[Op]]:
+        """Users (in ``name_waves``: a name is let go of before it is taken), then groups
+        created and updated (their members exist by then), then groups deleted."""
+        groups = [op for op in ops if op.kind in ("create_group", "update_group")]
+        gone = [op for op in ops if op.kind == "delete_group"]
+        return [phase for phase in (*name_waves(ops, self.state), groups, gone) if phase]
 
     def _send_plain(self, reqs: list[_Req]) -> list[Op]:
         assert self.client is not None
@@ -874,11 +877,6 @@ class _Push:
         if self.batch:
             apps.commit(self.conn, self.app.name, self.batch, push=self.push_no, now=utcnow())
         self.batch = apps.Batch()
-
-
-def _phased(ops: list[Op]) -> list[Op]:
-    order = {"create_user": 0, "update_user": 0, "create_group": 1, "update_group": 1, "delete_group": 2}
-    return sorted(ops, key=lambda op: order.get(op.kind, 3))
 
 
 def _sig(op: Op) -> tuple:

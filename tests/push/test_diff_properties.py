@@ -16,6 +16,7 @@ from syncd.push.diff import (
     GroupValues,
     UserValues,
     diff,
+    name_waves,
 )
 
 UIDS = list(range(1, 13))
@@ -163,3 +164,28 @@ def test_changed_attributes_only() -> None:
     (op,) = diff(Desired({1: new}, {}), AppState({1: AppUser("u", old)})).ops
     assert op.action == "deactivate" and op.changed == ("display_name", "active")
     assert set(op.changed) <= set(USER_ATTRS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.integers(min_value=1, max_value=8))
+def test_name_waves_never_ask_for_a_name_another_user_holds(data, n: int) -> None:
+    """Users linked under unique names take each other's (chains, swaps, cycles) or new ones;
+    a model application that refuses a taken userName (409) accepts every wave and ends with
+    the desired names."""
+    names = [f"n{i}@x" for i in range(n + 3)]
+    old = data.draw(st.permutations(names))[:n]
+    new = data.draw(st.permutations(names))[:n]
+    state = AppState({u: AppUser(f"app-u{u}", UserValues(old[u], None, None, True, f"e{u}")) for u in range(n)}, {})
+    desired = Desired({u: UserValues(new[u], None, None, True, f"e{u}") for u in range(n)}, {})
+    ops = diff(desired, state).ops
+    held = {u: old[u].casefold() for u in range(n)}
+    for wave in name_waves(ops, state):
+        taken = set(held.values())
+        assert len({op.local_id for op in wave}) == len(wave)  # (one request per user and wave)
+        for op in wave:
+            assert op.user is not None
+            if op.user.user_name.casefold() != held[op.local_id]:
+                assert op.user.user_name.casefold() not in taken, (op, held)
+        for op in wave:
+            held[op.local_id] = op.user.user_name.casefold()
+    assert held == {u: new[u].casefold() for u in range(n)}

@@ -149,3 +149,25 @@ def test_disabled_application_is_left_alone(env: Env) -> None:
     _small_world(env)
     out = env.push(app=env.app(enabled=False))
     assert out.status == "disabled" and out.requests == 0 and env.view.users() == []
+
+
+def test_user_names_that_go_round_reach_the_application(env: Env) -> None:
+    """R6a applies a chain of renames and a swap locally in one cycle; scim2-server, like
+    most applications, refuses a userName another user holds (409): each name must be let
+    go of before it is taken (push.diff.name_waves)."""
+    w = env.world
+    a, b, c = (w.user(f"{n}@contoso.com") for n in ("a", "b", "c"))
+    x, y = w.user("x@contoso.com"), w.user("y@contoso.com")
+    w.group("Team", a, b, c, x, y)
+    assert env.push().status == "succeeded"
+    # a chain: c takes d's free name... b takes c's, a takes b's; a swap: x and y trade names
+    w.set(c, user_name="d@contoso.com")
+    w.set(b, user_name="c@contoso.com")
+    w.set(a, user_name="b@contoso.com")
+    w.set(x, user_name="y@contoso.com")
+    w.set(y, user_name="x@contoso.com")
+    out = env.push()
+    assert out.status == "succeeded", (out.errors, [e for e in out.entries if e["status"] != "success"])
+    assert_in_step(w, env.view)
+    assert not any("syncd-parked" in name for name in env.view.state()[0])  # the parked name was let go of
+    assert env.push().requests == 0
