@@ -59,7 +59,8 @@ class CycleOptions:
     wait: float = 0
     command: str = "syncd sync"
     # set by the daemon on SIGTERM: a read in progress is abandoned and the cycle ends
-    # `failed` with nothing applied; once the transaction has begun, the cycle finishes
+    # `failed` with nothing applied; once the transaction has begun, it commits; a push
+    # then sends nothing more (what an application confirmed is kept) and ends `partial`
     cancel: threading.Event | None = None
     # the cycle's id, when the caller must find its report even if interrupted (the CLI)
     cycle_id: str | None = None
