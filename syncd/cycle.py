@@ -378,14 +378,14 @@ def _carry_out(
     if forgetting is not None:
         forgetting.wanted_by(changes)
     waiting = failures.hold_back(store, changes) if back_off else 0  # on demand, the operator asks for a try now
-    entries = len(report.entries)
-    # the entries are built while the apply's last big batches are written (Applier.apply)
-    built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False))
-    if not built:
-        report.entries.truncate(entries)  # (built as if a batch the database refused went in)
+    # the entries are built while the apply's last big batches are written (Applier.apply),
+    # on a fork of them: kept only if the changes ended as they were seen
+    ahead = report.entries.fork()
+    built = Applier(store, report.cycle_id, now_iso()).apply(changes, meanwhile=lambda: report.add_changes(changes, release=False, into=ahead))
     failures.record(store, changes, now_iso())
     report.phases["apply"] = round(report.phases.get("apply", 0) + time.monotonic() - t, 3)
     if built:
+        report.entries = ahead
         changes.clear()
     else:
         report.add_changes(changes)  # lets go of each change (peak RSS on large plans)

@@ -101,21 +101,13 @@ class Entries:
         for text in self.texts():
             yield from text.decode().split("\n")
 
-    def truncate(self, n: int) -> None:
-        """Keep the first ``n`` entries only."""
-        if n >= len(self):
-            return
-        kept: list[str] = []
-        dropped: list[str] = []
-        for i, entry in enumerate(self.iter_raw()):
-            (kept if i < n else dropped).append(entry)
-        self._counts.subtract(_count_key(orjson.loads(e)) for e in dropped)
-        self._counts += Counter()  # (drops the keys counted down to nothing)
-        self._open, self._sealed, self._sha = [], [], hashlib.sha256()
-        for entry in kept:  # (rare: a batch the database refused, cycle._carry_out)
-            self._open.append(entry)
-            if len(self._open) == self._per_chunk:
-                self._seal()
+    def fork(self) -> Entries:
+        """A copy to append to, this one left as it is (its chunks are shared, never changed)."""
+        other = Entries()
+        other._open, other._sealed = list(self._open), list(self._sealed)
+        other._counts, other._sha = self._counts.copy(), self._sha.copy()
+        other._per_chunk = self._per_chunk
+        return other
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(self._counts.items()))
@@ -191,9 +183,11 @@ class CycleReport:
         if not isinstance(self.entries, Entries):
             self.entries = Entries(self.entries)
 
-    def add_changes(self, changes: list[Change], *, release: bool = True) -> None:
-        """Turn changes into entries; ``release``: letting go of each change as it goes (large plans)."""
-        first, append = len(self.entries) + 1, self.entries.append
+    def add_changes(self, changes: list[Change], *, release: bool = True, into: Entries | None = None) -> None:
+        """Turn changes into entries; ``release``: letting go of each change as it goes (large
+        plans); ``into``: a fork of the entries (``Entries.fork``) instead of the entries."""
+        entries = self.entries if into is None else into
+        first, append = len(entries) + 1, entries.append
         for i, change in enumerate(changes):
             append(entry_of(change, f"{self.cycle_id}:{first + i}"))
             if release:

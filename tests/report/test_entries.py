@@ -103,17 +103,15 @@ def test_canonical_is_sorted_compact_and_keeps_unicode() -> None:
     assert canonical({"b": "é\u202e", "a": [1, None, True]}) == '{"a":[1,null,true],"b":"é\u202e"}'
 
 
-@given(st.lists(entry, max_size=20), st.integers(0, 22), st.sampled_from([3, 100_000]))
-def test_truncated_entries_are_the_first_ones_and_go_on_from_there(entries: list[dict], n: int, per_chunk: int) -> None:
-    held = _held(entries, per_chunk)  # 3: the cut may fall inside a compressed chunk
-    held.truncate(n)
-    assert list(held) == entries[:n] and len(held) == min(n, len(entries))
-    assert held.counts() == _counts_the_old_way(entries[:n])
-    more = [{"status": "success", "action": "create", "name": str(i)} for i in range(4)]
+@given(st.lists(entry, max_size=20), st.lists(entry, max_size=8), st.sampled_from([3, 100_000]))
+def test_a_fork_goes_on_from_the_entries_and_leaves_them_as_they_were(entries: list[dict], more: list[dict], per_chunk: int) -> None:
+    held = _held(entries, per_chunk)  # 3: the fork may start inside a compressed chunk
+    fork = held.fork()
     for e in more:
-        held.append(e)
-    kept = entries[:n] + more
-    assert list(held) == kept and held.counts() == _counts_the_old_way(kept)
-    texts = [canonical(e) for e in kept]
-    assert held.sha256() == entries_hash(texts)
-    assert [first for first, _ in held.packed()] == list(range(0, len(kept), per_chunk))
+        fork.append(e)
+    assert list(held) == entries and held.counts() == _counts_the_old_way(entries)
+    assert held.sha256() == entries_hash([canonical(e) for e in entries])
+    kept = entries + more
+    assert list(fork) == kept and fork.counts() == _counts_the_old_way(kept)
+    assert fork.sha256() == entries_hash([canonical(e) for e in kept])
+    assert [first for first, _ in fork.packed()] == list(range(0, len(kept), per_chunk))
