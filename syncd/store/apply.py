@@ -198,27 +198,26 @@ class Applier:
         return []
 
     def _bulk(self, work: Work) -> bool:
-        """Write one batch (``_write``) in a savepoint; False when the database refused it
-        (then nothing of it is in)."""
-        self.c.execute("SAVEPOINT batch")
-        try:
-            _write(self.c, [work])
-        except sqlite3.Error:
-            self.c.execute("ROLLBACK TO batch")
-            self.c.execute("RELEASE batch")
-            return False
-        self.c.execute("RELEASE batch")
-        return True
+        """Write one batch (``_write``); False when the database refused it (then nothing of it is in)."""
+        return self._all_or_nothing(lambda: _write(self.c, [work]))
 
     def _executemany(self, sql: str, rows: list[tuple], rebuild: Sequence[tuple[str, str]] = ()) -> bool:
         """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build after."""
-        self.c.execute("SAVEPOINT batch")
-        try:
+
+        def write() -> None:
             for name, _ in rebuild:
                 self.c.execute(f'DROP INDEX "{name}"')
             self.c.executemany(sql, rows)
             for _, create in rebuild:
                 self.c.execute(create)
+
+        return self._all_or_nothing(write)
+
+    def _all_or_nothing(self, write: Callable[[], None]) -> bool:
+        """``write`` in a savepoint; False, with nothing of it kept, when the database refused it."""
+        self.c.execute("SAVEPOINT batch")
+        try:
+            write()
         except sqlite3.Error:
             self.c.execute("ROLLBACK TO batch")
             self.c.execute("RELEASE batch")

@@ -54,6 +54,7 @@ from syncd.config import ScimApp
 from syncd.model import ADMIN_GROUP, Directory, LocalGroup, LocalUser
 from syncd.push.scim import Options
 from syncd.store.db import Store
+from tests.e2e.conftest import Env as CliEnv
 from tests.push.proxy import FaultProxy
 
 # (a push run as its own process, test_kill.py, is handed the token of the servers it talks to)
@@ -77,7 +78,7 @@ def _spc(flavour: str) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -98,7 +99,7 @@ class ScimServer:
 def start_server(flavour: str, tmp: Path) -> ScimServer:
     spc = tmp / f"spc-{flavour}.json"
     spc.write_text(json.dumps(_spc(flavour)))
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("scim2-server")
     process = subprocess.Popen(
         [str(exe), "--port", str(port), "--bearer-token", TOKEN, "--dynamic-tenants",
@@ -211,15 +212,23 @@ class World:
 class AppView:
     """The application as a test reads it: its own plain httpx, not syncd's client."""
 
+    page_size = 1000
+
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url + "/", headers={"Authorization": f"Bearer {TOKEN}"},
                                  trust_env=False, timeout=30)
 
+    def close(self) -> None:
+        self.http.close()
+
     def _all(self, resource: str) -> list[dict[str, Any]]:
-        out, start = [], 1
+        out: list[dict[str, Any]] = []
+        start = 1
         while True:
-            page = self.http.get(resource, params={"startIndex": start, "count": 1000}).json()
+            r = self.http.get(resource, params={"startIndex": start, "count": self.page_size})
+            r.raise_for_status()
+            page = r.json()
             items = page.get("Resources") or []
             out += items
             start += len(items)
@@ -235,13 +244,14 @@ class AppView:
     def post(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
         schema = "User" if resource == "Users" else "Group"
         r = self.http.post(resource, json={"schemas": [f"urn:ietf:params:scim:schemas:core:2.0:{schema}"], **body})
-        r.raise_for_status()
-        return r.json()
+        assert r.status_code == 201, r.text
+        return dict(r.json())
 
-    def patch(self, path: str, *operations: dict[str, Any]) -> None:
+    def patch(self, path: str, *operations: dict[str, Any]) -> dict[str, Any]:
         r = self.http.patch(path, json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                                         "Operations": list(operations)})
         r.raise_for_status()
+        return dict(r.json()) if r.content else {}
 
     def edit(self, path: str, **changes: Any) -> None:
         """A change by hand: read, change, PUT back (every configuration serves PUT)."""
@@ -344,3 +354,27 @@ def bulk_env(bulk_server: ScimServer, tmp_path: Path) -> Iterator[Env]:
 @pytest.fixture
 def patch_env(patch_server: ScimServer, tmp_path: Path) -> Iterator[Env]:
     yield from make_env(patch_server, tmp_path)
+
+
+# --------------------------------------------------------------------------- the real CLI
+
+
+class PushEnv(CliEnv):
+    """The e2e Env with ``[[scim]]`` applications appended to its configuration."""
+
+    apps: list[dict[str, Any]]
+
+    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
+        path = super().configure(path, **overrides)
+        tables = []
+        for app in getattr(self, "apps", []):
+            tables.append("\n[[scim]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in app.items()))
+        path.write_text(path.read_text() + "".join(tables))
+        return path
+
+    def add_app(self, name: str, base_url: str, token: str = TOKEN, **keys: Any) -> Path:
+        token_file = self.tmp / f"{name}-token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        self.apps = [*getattr(self, "apps", []), {"name": name, "base_url": base_url, "token_file": str(token_file), **keys}]
+        return self.configure()

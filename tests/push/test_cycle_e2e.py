@@ -10,31 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Env
-from tests.push.conftest import TOKEN, AppView, ScimServer
+from tests.push.conftest import TOKEN, AppView, PushEnv, ScimServer
 
 D = "contoso.onmicrosoft.com"
-
-
-class PushEnv(Env):
-    """The e2e Env with ``[[scim]]`` applications appended to its configuration."""
-
-    apps: list[dict[str, Any]]
-
-    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
-        path = super().configure(path, **overrides)
-        tables = []
-        for app in getattr(self, "apps", []):
-            tables.append("\n[[scim]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in app.items()))
-        path.write_text(path.read_text() + "".join(tables))
-        return path
-
-    def add_app(self, name: str, base_url: str, token: str = TOKEN, **keys: Any) -> Path:
-        token_file = self.tmp / f"{name}-token"
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
-        self.apps = [*getattr(self, "apps", []), {"name": name, "base_url": base_url, "token_file": str(token_file), **keys}]
-        return self.configure()
 
 
 @pytest.fixture
@@ -185,7 +163,7 @@ def test_status_shows_each_application(penv: PushEnv, servers: dict[str, ScimSer
 
 
 def test_test_connection_checks_each_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
-    from tests.push.conftest import _free_port
+    from tests.push.conftest import free_port
 
     penv.add_app("split", servers["bulk"].tenant())
     ok = penv.cli("test-connection", "--json")
@@ -194,7 +172,7 @@ def test_test_connection_checks_each_application(penv: PushEnv, servers: dict[st
     assert checks["SCIM application split: token and ServiceProviderConfig"]["ok"] is True
     assert checks["SCIM application split: filter query"]["ok"] is True
     penv.add_app("broken", servers["patch"].tenant(), token="not-the-token")
-    penv.add_app("down", f"http://127.0.0.1:{_free_port()}/scim/v2")
+    penv.add_app("down", f"http://127.0.0.1:{free_port()}/scim/v2")
     penv.add_app("later", servers["patch"].tenant(), enabled=False)
     result = penv.cli("test-connection")
     assert result.code == 1 and "Traceback" not in result.err

@@ -25,9 +25,7 @@ saying how to install it.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -40,20 +38,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Env
+from tests.push.conftest import TOKEN, AppView, PushEnv, free_port
 
 HERE = Path(__file__).resolve().parent
-TOKEN = "djscim-test-token-" + secrets.token_hex(12)
 NOT_INSTALLED = (
     "django-scim2-server is not installed in {python}: these tests need it (they never skip for it). "
     "Run ./scripts/setup, which installs the test extra of pyproject.toml (django-scim2-server==1.1.0, Django 5.2)."
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -93,7 +84,7 @@ def start(tmp: Path) -> DjangoScim:
         import django_scim2_server  # noqa: F401  (the server runs in its own process; this only checks)
     except ImportError:
         pytest.fail(NOT_INSTALLED.format(python=sys.executable), pytrace=False)
-    port = _free_port()
+    port = free_port()
     log, err = tmp / "requests.log", tmp / "server.err"
     with err.open("wb") as stderr:
         process = subprocess.Popen(
@@ -131,46 +122,11 @@ def djscim(django_scim_process: DjangoScim) -> DjangoScim:
 # --------------------------------------------------------------------------- reading it back
 
 
-class View:
-    """The application as the test reads it: its own SCIM API with plain httpx, not syncd's client."""
+class View(AppView):
+    """The application as the test reads it (``tests.push.conftest.AppView``), in pages of
+    100 (its ``maxResults`` is 200), and its users as dicts with their ids."""
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url + "/", headers={"Authorization": f"Bearer {TOKEN}"},
-                                 trust_env=False, timeout=30)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _all(self, resource: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        start = 1
-        while True:
-            r = self.http.get(resource, params={"startIndex": start, "count": 100})
-            r.raise_for_status()
-            page = r.json()
-            items = page.get("Resources") or []
-            out += items
-            start += len(items)
-            if not items or start > page["totalResults"]:
-                return out
-
-    def users(self) -> list[dict[str, Any]]:
-        return self._all("Users")
-
-    def groups(self) -> list[dict[str, Any]]:
-        return self._all("Groups")
-
-    def post(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
-        schema = "User" if resource == "Users" else "Group"
-        r = self.http.post(resource, json={"schemas": [f"urn:ietf:params:scim:schemas:core:2.0:{schema}"], **body})
-        assert r.status_code == 201, r.text
-        return dict(r.json())
-
-    def patch(self, path: str, *operations: dict[str, Any]) -> dict[str, Any]:
-        r = self.http.patch(path, json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                                        "Operations": list(operations)})
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+    page_size = 100
 
     def state(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
         """Users by lower-cased userName -> {userName, email, active, externalId, id}; groups by
@@ -194,26 +150,6 @@ class View:
 # --------------------------------------------------------------------------- the real CLI
 
 
-class CliEnv(Env):
-    """The e2e Env (simulated tenant over HTTPS, ``syncd`` in a subprocess) with ``[[scim]]`` tables."""
-
-    apps: list[dict[str, Any]]
-
-    def configure(self, path: Path | None = None, **overrides: Any) -> Path:
-        path = super().configure(path, **overrides)
-        tables = ["\n[[scim]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in app.items())
-                  for app in getattr(self, "apps", [])]
-        path.write_text(path.read_text() + "".join(tables))
-        return path
-
-    def add_app(self, name: str, base_url: str, token: str = TOKEN, **keys: Any) -> Path:
-        token_file = self.tmp / f"{name}-token"
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
-        self.apps = [*getattr(self, "apps", []), {"name": name, "base_url": base_url, "token_file": str(token_file), **keys}]
-        return self.configure()
-
-
 @pytest.fixture
-def cenv(tmp_path: Path) -> Iterator[CliEnv]:
-    yield from CliEnv.running(tmp_path)
+def cenv(tmp_path: Path) -> Iterator[PushEnv]:
+    yield from PushEnv.running(tmp_path)

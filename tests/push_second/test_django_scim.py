@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.push_second.conftest import CliEnv, DjangoScim, View
+from tests.push.conftest import PushEnv
+from tests.push_second.conftest import DjangoScim, View
 
 D = "contoso.onmicrosoft.com"
 
@@ -23,7 +24,7 @@ def _writes(server: DjangoScim) -> list[str]:
     return [line for line in server.requests() if not line.startswith("GET ")]
 
 
-def assert_in_step(cenv: CliEnv, view: View, *, extra_users: frozenset[str] = frozenset()) -> None:
+def assert_in_step(cenv: PushEnv, view: View, *, extra_users: frozenset[str] = frozenset()) -> None:
     """The application holds what the local directory's managed users and groups say (R20, R21)."""
     local_users, local_groups = cenv.users(), cenv.groups()
     users, groups = view.state()
@@ -42,7 +43,7 @@ def assert_in_step(cenv: CliEnv, view: View, *, extra_users: frozenset[str] = fr
     assert groups == want_groups
 
 
-def test_first_push_update_deactivate_rename_and_no_change(cenv: CliEnv, djscim: DjangoScim) -> None:
+def test_first_push_update_deactivate_rename_and_no_change(cenv: PushEnv, djscim: DjangoScim) -> None:
     t = cenv.tenant
     alice, bob, carol = (t.add_user(f"{n}@{D}") for n in ("alice", "bob", "carol"))
     team, ops = t.add_group("Team"), t.add_group("Ops")
@@ -114,7 +115,7 @@ def test_first_push_update_deactivate_rename_and_no_change(cenv: CliEnv, djscim:
     view.close()
 
 
-def test_matching_before_create_links_the_existing_user(cenv: CliEnv, djscim: DjangoScim) -> None:
+def test_matching_before_create_links_the_existing_user(cenv: PushEnv, djscim: DjangoScim) -> None:
     t = cenv.tenant
     alice = t.add_user(f"alice@{D}")
     team = t.add_group("Team")
@@ -139,7 +140,7 @@ def test_matching_before_create_links_the_existing_user(cenv: CliEnv, djscim: Dj
     view.close()
 
 
-def test_drift_is_repaired_on_a_full_reconcile_and_only_then(cenv: CliEnv, djscim: DjangoScim) -> None:
+def test_drift_is_repaired_on_a_full_reconcile_and_only_then(cenv: PushEnv, djscim: DjangoScim) -> None:
     t = cenv.tenant
     alice, bob = t.add_user(f"alice@{D}"), t.add_user(f"bob@{D}")
     team = t.add_group("Team")
@@ -180,7 +181,7 @@ def test_drift_is_repaired_on_a_full_reconcile_and_only_then(cenv: CliEnv, djsci
     view.close()
 
 
-def test_many_users_are_matched_from_a_listing_paged_by_its_max_results(cenv: CliEnv, djscim: DjangoScim) -> None:
+def test_many_users_are_matched_from_a_listing_paged_by_its_max_results(cenv: PushEnv, djscim: DjangoScim) -> None:
     """More names than a filter each (R22 reads the listing once), and more users than the
     application's filter.maxResults (200): pages of 200, in a create and in a full reconcile."""
     t = cenv.tenant
