@@ -299,6 +299,11 @@ def _waits(op: Op, holder: dict[str, int], moving: set[int]) -> bool:
     return h is not None and h != op.local_id and h in moving
 
 
+def is_park(op: Op) -> bool:
+    """Whether ``op`` parks its user for a swap (``name_waves``)."""
+    return op.kind == "update_user" and op.user is not None and op.old_user is not None and op.user.user_name == parked_name(op)
+
+
 def parked_name(op: Op) -> str:
     """A userName no one else holds, for a user whose name goes round (``name_waves``)."""
     assert op.old_user is not None

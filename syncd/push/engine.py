@@ -71,6 +71,7 @@ from .diff import (
     UserValues,
     desired_state,
     diff,
+    is_park,
     name_waves,
 )
 from .scim import (
@@ -569,14 +570,35 @@ class _Push:
     def _send(self, ops: list[Op]) -> list[Op]:
         """Send the operations in phases; the ones to look up again are returned."""
         relink: list[Op] = []
-        for phase in self._phases(ops):
-            reqs = [req for op in phase for req in self._requests(op)]
-            if self.use_bulk:
-                relink += self._send_bulk(reqs)
-            else:
-                relink += self._send_plain(reqs)
-            self._flush()
+        parked: list[Op] = []  # (users parked for a swap: name_waves)
+        try:
+            for phase in self._phases(ops):
+                # a user whose park failed, or was not found (relinked), waits for the next round
+                phase = [op for op in phase if op.kind != "update_user" or (op.key not in self.failed and op.local_id in self.state.users)]
+                parked += [op for op in phase if is_park(op)]
+                relink += self._sent(phase)
+        finally:
+            self._unpark(parked)
         return relink
+
+    def _sent(self, phase: list[Op]) -> list[Op]:
+        reqs = [req for op in phase for req in self._requests(op)]
+        relink = self._send_bulk(reqs) if self.use_bulk else self._send_plain(reqs)
+        self._flush()
+        return relink
+
+    def _unpark(self, parked: list[Op]) -> None:
+        """A user parked for a swap whose own rename did not go through takes its old name
+        back, free again since the swap did not happen; not once the service is stopping."""
+        back = []
+        for park in parked:
+            au = self.state.users.get(park.local_id)
+            assert park.user is not None and park.old_user is not None
+            if au is not None and au.values.user_name == park.user.user_name:
+                back.append(Op("update_user", park.local_id, "update", user=au.values._replace(user_name=park.old_user.user_name),
+                               old_user=au.values, changed=("user_name",)))
+        if back and not (self.options.cancel is not None and self.options.cancel.is_set()):
+            self._sent(back)
 
     def _phases(self, ops: list[Op]) -> list[list[Op]]:
         """Users (in ``name_waves``: a name is let go of before it is taken), then groups

@@ -133,3 +133,38 @@ def test_the_token_is_never_in_outcomes_store_or_logs(env: Env, caplog: pytest.L
     blobs += [p.read_bytes() for p in env.tmp.glob("syncd.db*")]
     for blob in blobs:
         assert TOKEN.encode() not in blob and TOKEN[8:28].encode() not in blob
+
+
+def _swap(env: Env) -> tuple[int, int]:
+    w = env.world
+    x, y = w.user("x@contoso.com"), w.user("y@contoso.com")
+    assert env.push().status == "succeeded"
+    w.set(x, user_name="y@contoso.com")
+    w.set(y, user_name="x@contoso.com")
+    return x, y
+
+
+def test_a_swap_whose_parked_user_was_deleted_by_hand_is_created_again_not_a_crash(patch_env: Env) -> None:
+    env = patch_env
+    _swap(env)
+    users = {u["userName"]: u["id"] for u in env.view.users()}
+    env.view.http.delete(f"Users/{users['x@contoso.com']}").raise_for_status()  # the park: 404
+    out = env.push()
+    assert out.status == "succeeded", (out.errors, [(e["name"], e["status"], e["reason"]) for e in out.entries])
+    assert_in_step(env.world, env.view)
+    assert env.push().requests == 0
+
+
+def test_a_parked_user_takes_its_old_name_back_when_the_swap_fails(patch_env: Env) -> None:
+    env = patch_env
+    _swap(env)
+    proxy = env.with_proxy()
+    proxy.add(Fault("PATCH", r"/Users/", "delay", delay_s=0.0, times=1))  # the park goes through,
+    proxy.add(Fault("PATCH", r"/Users/", "status", status=400, times=2))  # the two renames do not
+    out = env.push()
+    assert out.status == "partial"
+    names = set(env.view.state()[0])
+    assert names == {"x@contoso.com", "y@contoso.com"}, names  # no one left under a parked name
+    proxy.clear()
+    assert env.push().status == "succeeded"
+    assert_in_step(env.world, env.view)
