@@ -336,8 +336,12 @@ def _settle(
         forgetting = failures.Forgetting(store)
     judged: dict[str, Change] = {}  # (keyed: a first slice may plan a later one's for context)
     joining = waiting = 0
-    for unit in plan_units(store, incoming, read, settings, touched, on_demand=on_demand):
-        t = time.monotonic()
+    units = plan_units(store, incoming, read, settings, touched, on_demand=on_demand)
+    while True:
+        t = time.monotonic()  # (the plan phase counts loading the unit's views too)
+        unit = next(units, None)
+        if unit is None:
+            break
         entra, directory = unit.take()
         with unit.alongside():  # the planner does no I/O: the connection may be lent meanwhile
             the_plan = plan(entra, directory, settings)
