@@ -23,17 +23,19 @@ class IncomingRead:
     def __init__(self, store: Store, *, full: bool) -> None:
         """``full``: whether the read starts as a full one (no delta links)."""
         self._store = store
-        self._buffer = BufferedRead(store.conn, full=full)
+        self._full = full
         self._fold: Fold | None = None
 
     def receive(self, fetch: Callable[[OnPage], GraphRead]) -> GraphRead:
         """The whole read: ``fetch`` hands each page to the given sink as it arrives (or
         returns everything at once). A read that fails, or that the caller stops waiting
-        for, touches the store no more (``BufferedRead.abandon``)."""
+        for, touches the store no more (``BufferedRead.abandon``); the sink is not kept
+        (peak memory: its accumulator holds the read's groups)."""
+        buffer = BufferedRead(self._store.conn, full=self._full)
         try:
-            return self._buffer.finish(fetch(self._buffer.add))
+            return buffer.finish(fetch(buffer.add))
         finally:
-            self._buffer.abandon()
+            buffer.abandon()
 
     def into_mirror(self, read: GraphRead, *, on_demand: bool, stored_assignments: dict[str, str]) -> None:
         """Write the read into the mirror (inside the cycle's transaction), but for the
