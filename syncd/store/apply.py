@@ -305,14 +305,14 @@ class Applier:
         return row[0]
 
     def _membership_add_member(self, ch: Change) -> None:
-        gid = self._resolve(ch.group_ref, self.group_ids, "group")
-        uid = self._resolve(ch.user_ref, self.user_ids, "user")
-        self.c.execute(MEMBERSHIP_SQL, (gid, uid))
+        self.c.execute(MEMBERSHIP_SQL, self._pair(ch))
 
     def _membership_remove_member(self, ch: Change) -> None:
-        gid = self._resolve(ch.group_ref, self.group_ids, "group")
-        uid = self._resolve(ch.user_ref, self.user_ids, "user")
-        self.c.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (gid, uid))
+        self.c.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?", self._pair(ch))
+
+    def _pair(self, ch: Change) -> tuple[int, int]:
+        """A membership's local (group id, user id)."""
+        return self._resolve(ch.group_ref, self.group_ids, "group"), self._resolve(ch.user_ref, self.user_ids, "user")
 
     # ---- invites (R13)
     def _invite_revoke(self, ch: Change) -> None:
