@@ -49,19 +49,22 @@ def _holds_pem(path: str) -> bool:
         return False
 
 
-def _read_extra(ca_bundle: str, key: str) -> bytes:
+class _BadBundle(Exception):
+    """A CA bundle that cannot serve: what is wrong, and the fix (``{key}``: the setting,
+    which ``ssl_context`` names)."""
+
+    def __init__(self, what: str, fix: str = "{key} must be a PEM file of CA certificates") -> None:
+        super().__init__(what)
+        self.fix = fix
+
+
+def _read_extra(ca_bundle: str) -> bytes:
     try:
         pem = Path(ca_bundle).read_bytes()
     except OSError as exc:
-        raise TlsFailed(
-            f"{key} {ca_bundle} cannot be read ({exc.strerror})",
-            fix="check the path and its permissions",
-        ) from None
+        raise _BadBundle(f"cannot be read ({exc.strerror})", "check the path and its permissions") from None
     if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise TlsFailed(
-            f"{key} {ca_bundle} holds no PEM certificate",
-            fix=f"{key} must be a PEM file of CA certificates",
-        )
+        raise _BadBundle("holds no PEM certificate")
     return pem
 
 
@@ -69,28 +72,29 @@ def ssl_context(ca_bundle: str | None, key: str = "entra.ca_bundle") -> ssl.SSLC
     """Verifying context: the system (or certifi) store + the configured extra CAs (``key``
     names the setting in errors).
 
-    Shared by msal's requests session and the httpx clients, and cached per process:
-    parsing a CA store is too slow to pay per connection or per cycle (BENCHMARKS.md).
+    Shared by msal's requests session and the httpx clients, and cached per process (per
+    bundle, whichever setting names it): parsing a CA store is too slow to pay per
+    connection or per cycle (BENCHMARKS.md).
     """
     stamp = None
     if ca_bundle:
         with contextlib.suppress(OSError):
             stamp = os.stat(ca_bundle).st_mtime_ns
-    return _cached_context(ca_bundle, stamp, key)
+    try:
+        return _cached_context(ca_bundle, stamp)
+    except _BadBundle as bad:
+        raise TlsFailed(f"{key} {ca_bundle} {bad}", fix=bad.fix.format(key=key)) from None
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_context(ca_bundle: str | None, stamp: int | None, key: str) -> ssl.SSLContext:
+def _cached_context(ca_bundle: str | None, stamp: int | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=_base_store())
     if ca_bundle:
-        pem = _read_extra(ca_bundle, key)
+        pem = _read_extra(ca_bundle)
         try:
             ctx.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
         except ssl.SSLError as exc:
-            raise TlsFailed(
-                f"{key} {ca_bundle} is not a valid PEM CA bundle ({exc.reason})",
-                fix=f"{key} must be a PEM file of CA certificates",
-            ) from None
+            raise _BadBundle(f"is not a valid PEM CA bundle ({exc.reason})") from None
     return ctx
 
 
