@@ -7,7 +7,7 @@ rest go on (the cycle ends ``partial``). Staged and held changes are not applied
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -29,6 +29,10 @@ ROWS_PER_STATEMENT = 25_000  # (SQLite copies the JSON, then parses it whole: ~5
 USERS_JSON_SQL = (  # (the rows of _user_row)
     "INSERT INTO users (id, entra_id, user_name, display_name, email, status, managed, created_at, updated_at, last_cycle_id)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'active', 1, ?2, ?2, ?3 FROM json_each(?1)"
+)
+GROUPS_JSON_SQL = (  # (the rows of _group_row)
+    "INSERT INTO groups (id, entra_id, name, managed, created_at, updated_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, 1, ?2, ?2 FROM json_each(?1)"
 )
 MEMBERSHIPS_JSON_SQL = "INSERT OR IGNORE INTO memberships (group_id, user_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
 
@@ -119,39 +123,41 @@ class Applier:
     # (the ids of new users and groups are given, counting on from the table's largest, what
     # SQLite would pick one insert at a time, so that none has to be read back)
     def _batch_user_create(self, run: list[Change]) -> bool:
+        return self._batch_create(run, self._next_id("users"), self._users_work, self.user_ids)
+
+    def _batch_group_create(self, run: list[Change]) -> bool:
+        return self._batch_create(run, self._next_id("groups"), self._groups_work, self.group_ids)
+
+    def _batch_create(self, run: list[Change], first: int, work_of: Callable[[list[Change], int], Work | None],
+                      ids: dict[str, int]) -> bool:
         if not _numbered_by_entra_id(run):
             return False
-        first = self._next_id("users")
-        work = self._users_work(run, first)
+        work = work_of(run, first)
         if work is None or not self._bulk(work):
             return False
         for local_id, ch in enumerate(run, first):
-            ch.local_id = self.user_ids[ch.entra_id or ""] = local_id
+            ch.local_id = ids[ch.entra_id or ""] = local_id
         return True
 
     def _users_work(self, run: list[Change], first: int) -> Work | None:
-        """A run of new users, numbered from ``first``, as ``USERS_JSON_SQL`` statements;
-        None with U+0000 in it (SQLite's JSON ends a string there: one at a time instead)."""
+        """A run of new users, numbered from ``first``, as ``USERS_JSON_SQL`` statements."""
+        return self._json_work("users", USERS_JSON_SQL, _user_row, run, first, self.now, self.cycle_id)
+
+    def _groups_work(self, run: list[Change], first: int) -> Work | None:
+        """A run of new groups, numbered from ``first``, as ``GROUPS_JSON_SQL`` statements."""
+        return self._json_work("groups", GROUPS_JSON_SQL, _group_row, run, first, self.now)
+
+    def _json_work(self, table: str, sql: str, row: Callable[[Change, int], tuple], run: list[Change], first: int,
+                   *parameters: object) -> Work | None:
+        """``run``'s rows (``row``), numbered from ``first``, as ``sql`` over JSON arrays of
+        them; None with U+0000 in it (SQLite's JSON ends a string there: one at a time instead)."""
         texts = []
         for at in range(0, len(run), ROWS_PER_STATEMENT):
-            text = orjson.dumps([_user_row(ch, i) for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], first + at)])
+            text = orjson.dumps([row(ch, i) for i, ch in enumerate(run[at : at + ROWS_PER_STATEMENT], first + at)])
             if b"\\u0000" in text:
                 return None
             texts.append(text.decode())
-        return self._to_rebuild("users", len(run)), [(USERS_JSON_SQL, (text, self.now, self.cycle_id)) for text in texts]
-
-    def _batch_group_create(self, run: list[Change]) -> bool:
-        # (one at a time, each in its savepoint, a 1M-user tenant's groups took seconds)
-        if not _numbered_by_entra_id(run):
-            return False
-        first = self._next_id("groups")
-        rows = [(local_id, ch.entra_id, ch.values["name"], self.now, self.now) for local_id, ch in enumerate(run, first)]
-        sql = "INSERT INTO groups (id, entra_id, name, managed, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
-        if not self._executemany(sql, rows, self._to_rebuild("groups", len(rows))):
-            return False
-        for local_id, ch in enumerate(run, first):
-            ch.local_id = self.group_ids[ch.entra_id or ""] = local_id
-        return True
+        return self._to_rebuild(table, len(run)), [(sql, (text, *parameters)) for text in texts]
 
     def _next_id(self, table: str) -> int:
         """The local id of the next new user or group: on from the table's largest, as
@@ -178,7 +184,7 @@ class Applier:
         rows, resolved = [], []
         for ch in run:
             try:
-                rows.append((self._resolve(ch.group_ref, self.group_ids, "group"), self._resolve(ch.user_ref, self.user_ids, "user")))
+                rows.append(self._pair(ch))
                 resolved.append(ch)
             except MissingObject as exc:
                 self._failed(ch, exc)
@@ -198,26 +204,11 @@ class Applier:
         return []
 
     def _bulk(self, work: Work) -> bool:
-        """Write one batch (``_write``); False when the database refused it (then nothing of it is in)."""
-        return self._all_or_nothing(lambda: _write(self.c, [work]))
-
-    def _executemany(self, sql: str, rows: list[tuple], rebuild: Sequence[tuple[str, str]] = ()) -> bool:
-        """``rebuild``: (name, CREATE INDEX sql) of indexes to drop before and build after."""
-
-        def write() -> None:
-            for name, _ in rebuild:
-                self.c.execute(f'DROP INDEX "{name}"')
-            self.c.executemany(sql, rows)
-            for _, create in rebuild:
-                self.c.execute(create)
-
-        return self._all_or_nothing(write)
-
-    def _all_or_nothing(self, write: Callable[[], None]) -> bool:
-        """``write`` in a savepoint; False, with nothing of it kept, when the database refused it."""
+        """Write one batch (``_write``) in a savepoint; False when the database refused it
+        (then nothing of it is in)."""
         self.c.execute("SAVEPOINT batch")
         try:
-            write()
+            _write(self.c, [work])
         except sqlite3.Error:
             self.c.execute("ROLLBACK TO batch")
             self.c.execute("RELEASE batch")
@@ -381,6 +372,11 @@ def _tail_behind(steps: list[list[Change]]) -> int:
 def _user_row(ch: Change, local_id: int) -> tuple[int, str | None, object, object, object]:
     """A new user's own columns (id, entra_id, user_name, display_name, email)."""
     return local_id, ch.entra_id, ch.values["user_name"], ch.values["display_name"], ch.values["email"]
+
+
+def _group_row(ch: Change, local_id: int) -> tuple[int, str | None, object]:
+    """A new group's own columns (id, entra_id, name)."""
+    return local_id, ch.entra_id, ch.values["name"]
 
 
 def _numbered_by_entra_id(run: list[Change]) -> bool:

@@ -198,3 +198,17 @@ def test_the_batches_behind_have_the_connection_to_themselves(store, monkeypatch
         Applier(store, "c1", "now").apply(changes, meanwhile=lambda: store.conn.execute("SELECT 1"))
     assert not store.conn.in_transaction
     assert store.conn.execute("SELECT count(*) FROM users WHERE entra_id IS NOT NULL").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("names", [["Sales", "Ops"], ["Sales", "Ops\x00"]])
+def test_a_run_of_new_groups_goes_in_as_one_at_a_time_would(tmp_path, names):
+    # (one JSON statement, as users; a name with U+0000 goes in one at a time instead)
+    outcomes = []
+    for batched in (True, False):
+        with Store(str(tmp_path / f"{batched}.db")) as store, patch.object(apply_mod, "BATCHED", apply_mod.BATCHED if batched else frozenset()):
+            changes = [Change("create", "group", f"g{n}", name, values={"name": name}) for n, name in enumerate(names)]
+            Applier(store, "c1", "2026-01-01T00:00:00+00:00").apply(changes)
+            rows = store.conn.execute("SELECT id, entra_id, name, managed FROM groups WHERE entra_id IS NOT NULL ORDER BY id").fetchall()
+            outcomes.append((rows, [(c.status, c.local_id) for c in changes]))
+    assert outcomes[0] == outcomes[1]
+    assert [r[2] for r in outcomes[0][0]] == names
