@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -32,3 +33,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:  # an HTTP date is GMT by definition
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `syncd test-connection`: Graph's or an application's."""
+
+    name: str
+    ok: bool | None  # None: skipped
+    detail: str
+    fix: str | None = None

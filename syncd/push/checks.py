@@ -4,10 +4,9 @@ with its fix; the token is never shown."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..config import ScimApp
 from ..errors import SyncdError
+from ..net import Check
 from .scim import AuthRefused, Capabilities, Options, ScimClient, ScimError
 
 # a test answers within seconds or says why: no long back-off
@@ -16,45 +15,37 @@ CHECK_OPTIONS = Options(timeout_s=15.0, connect_timeout_s=10.0, max_attempts=2, 
 PROBE = "syncd-test-connection@invalid"  # a userName nobody has: the filter's answer is read, nothing changed
 
 
-@dataclass
-class AppCheck:
-    name: str
-    ok: bool | None  # None: skipped
-    detail: str
-    fix: str | None = None
-
-
-def check_app(app: ScimApp, *, options: Options = CHECK_OPTIONS) -> list[AppCheck]:
+def check_app(app: ScimApp, *, options: Options = CHECK_OPTIONS) -> list[Check]:
     """The checks of one application, in order; a failed one skips those after it."""
     label = f"SCIM application {app.name}"
     if not app.enabled:
-        return [AppCheck(label, None, "disabled (scim.enabled = false): not checked")]
+        return [Check(label, None, "disabled (scim.enabled = false): not checked")]
     try:
         token = app.read_token()
     except SyncdError as exc:
-        return [AppCheck(f"{label}: token", False, str(exc), f"put the application's token in {app.token_file}")]
-    checks: list[AppCheck] = []
+        return [Check(f"{label}: token", False, str(exc), f"put the application's token in {app.token_file}")]
+    checks: list[Check] = []
     try:
         with ScimClient(app, token, options) as client:
             try:
                 caps = client.capabilities()
             except ScimError as exc:
-                checks.append(AppCheck(f"{label}: token and ServiceProviderConfig", False, _said(app, exc), _fix(app, exc)))
+                checks.append(Check(f"{label}: token and ServiceProviderConfig", False, _said(app, exc), _fix(app, exc)))
                 return checks
-            checks.append(AppCheck(f"{label}: token and ServiceProviderConfig", True,
+            checks.append(Check(f"{label}: token and ServiceProviderConfig", True,
                                    f"accepted at {app.base_url}; {_capabilities(caps)}"))
             if not caps.filter:
-                checks.append(AppCheck(f"{label}: filter query", None,
+                checks.append(Check(f"{label}: filter query", None,
                                        "the application announces no filter: syncd reads its listing instead"))
                 return checks
             try:
                 client.find("Users", "userName", PROBE)
             except ScimError as exc:
-                checks.append(AppCheck(f"{label}: filter query", False, _said(app, exc), _fix(app, exc)))
+                checks.append(Check(f"{label}: filter query", False, _said(app, exc), _fix(app, exc)))
                 return checks
-            checks.append(AppCheck(f"{label}: filter query", True, 'GET /Users?filter=userName eq "..." answered'))
+            checks.append(Check(f"{label}: filter query", True, 'GET /Users?filter=userName eq "..." answered'))
     except SyncdError as exc:  # (a ca_bundle that cannot be read, ...)
-        checks.append(AppCheck(label, False, str(exc), f"check the [[scim]] table named {app.name}"))
+        checks.append(Check(label, False, str(exc), f"check the [[scim]] table named {app.name}"))
     return checks
 
 

@@ -597,7 +597,7 @@ class _Push:
             if au is not None and au.values.user_name == park.user.user_name:
                 back.append(Op("update_user", park.local_id, "update", user=au.values._replace(user_name=park.old_user.user_name),
                                old_user=au.values, changed=("user_name",)))
-        if back and not (self.options.cancel is not None and self.options.cancel.is_set()):
+        if back and not self.options.cancelled:
             self._sent(back)
 
     def _phases(self, ops: list[Op]) -> list[list[Op]]:

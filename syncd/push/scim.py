@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -97,6 +96,10 @@ class Options:
     retry_after_max_s: float = 300.0  # a longer wait is refused: the push fails now, retried next cycle
     cancel: threading.Event | None = None  # set when the service stops: no new request after it
 
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -135,12 +138,6 @@ class _Stop(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._check(retry_state)
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (``net.parse_retry_after``; ``now`` as a
-    timestamp)."""
-    return parse_retry_after(value, None if now is None else datetime.fromtimestamp(now, UTC))
 
 
 def _detail(response: httpx.Response) -> tuple[str, str | None]:
@@ -203,7 +200,7 @@ class ScimClient:
         what = f"{method} {path}"
 
         def attempt() -> httpx.Response:
-            if self.options.cancel is not None and self.options.cancel.is_set():
+            if self.options.cancelled:
                 raise Cancelled(f"{what}: not sent, the service is stopping")
             try:
                 response = self._http.request(method, path.lstrip("/"), content=content, params=params, headers=headers)
@@ -228,7 +225,7 @@ class ScimClient:
                     f"{self.app.token_file} (scim.{self.app.name}.token_file)", status,
                 )
             if status in THROTTLED:
-                raise _Retry(message, retry_after(response.headers.get("Retry-After")), status)
+                raise _Retry(message, parse_retry_after(response.headers.get("Retry-After")), status)
             if status in TRANSIENT:
                 if create:
                     raise Unknown(message, status)

@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import EntraConfig
 from ..errors import SourceError
+from ..net import Check
 from .graph import PERM_APPS, PERM_GROUPS, PERM_USERS, GraphSource, _with_query, sp_not_found
 from .pages import is_guid, parse_object, parse_page
 from .tuning import DEFAULT_TUNING, Tuning
 
 if TYPE_CHECKING:
     from kiota_abstractions.request_information import RequestInformation
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool | None  # None: skipped
-    detail: str
-    fix: str | None = None
 
 
 async def check_connection(entra: EntraConfig, *, timeout_s: float = 60.0, tuning: Tuning = DEFAULT_TUNING) -> list[Check]:

@@ -503,8 +503,8 @@ def checkpoints_left_to_caller() -> Iterator[LeftCheckpoints]:
     with the ``LeftCheckpoints`` it gets, ``behind`` a cycle's report or at the end of the
     ``with``, after the store has closed.
 
-    A full cycle commits tens of MB; copying them back (and syncing the file) takes about
-    as long as the commit: the CLI's ``sync`` does it while it prints, the daemon before it
+    Copying a full cycle's commit back (and syncing the file) costs about what the commit
+    does (BENCHMARKS.md): the CLI's ``sync`` does it while it prints, the daemon before it
     sleeps.
     """
     left = LeftCheckpoints()

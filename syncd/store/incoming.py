@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from ..model import EntraView, GraphRead
 from ..read import OnPage
-from .buffer import BufferedRead, Fold
+from .buffer import Fold
 from .db import Store
 
 
@@ -31,7 +31,7 @@ class IncomingRead:
         returns everything at once). A read that fails, or that the caller stops waiting
         for, touches the store no more (``BufferedRead.abandon``); the sink is not kept
         (peak memory: its accumulator holds the read's groups)."""
-        buffer = BufferedRead(self._store.conn, full=self._full)
+        buffer = self._store.buffered_read(full=self._full)
         try:
             return buffer.finish(fetch(buffer.add))
         finally:

@@ -4,11 +4,12 @@ timeouts, 409, 401, and a create whose answer is lost."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from email.utils import formatdate
 
 import pytest
 
-from syncd.push.scim import retry_after
+from syncd.net import parse_retry_after
 from syncd.store import apps
 from tests.push.conftest import TOKEN, Env, assert_in_step
 from tests.push.proxy import Fault
@@ -19,6 +20,10 @@ def _world(env: Env, n: int = 6) -> list[int]:
     uids = [w.user(f"u{i}@contoso.com") for i in range(n)]
     w.group("Team", *uids[: n // 2])
     return uids
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    return parse_retry_after(value, None if now is None else datetime.fromtimestamp(now, UTC))
 
 
 def test_retry_after_forms() -> None:
