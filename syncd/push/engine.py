@@ -518,10 +518,7 @@ class _Push:
                 return [_Req("PUT", f"Users/{app_id}", user_body(op.user), op, put=True)]
             patch = {"schemas": [PATCH_OP], "Operations": [_replace(a, getattr(op.user, a)) for a in op.changed]}
             return [_Req("PATCH", f"Users/{app_id}", patch, op)]
-        # the members' ids, for group operations only (built per operation: users go first)
-        ids = {uid: au.app_id for uid, au in self.state.users.items()}
-        if preview:
-            ids.update({uid: f"new:{uid}" for uid in self.desired.users if uid not in ids})
+        ids = _AppIds(self.state, self.desired if preview else None)  # (read now: users go first)
         if op.kind == "create_group":
             assert op.group is not None
             sent = tuple(sorted(m for m in op.group.members if m in ids))
@@ -668,7 +665,7 @@ class _Push:
                 body.pop(attr, None)
             body.update(user_body(op.user))
         elif op.group is not None:
-            ids = {uid: au.app_id for uid, au in self.state.users.items()}
+            ids = _AppIds(self.state)
             removed = {ids[m] for m in req.remove if m in ids}
             members = [m for m in current.get("members") or [] if isinstance(m, dict) and m.get("value") not in removed]
             have = {m.get("value") for m in members}
@@ -899,6 +896,26 @@ class _Push:
         if self.batch:
             apps.commit(self.conn, self.app.name, self.batch, push=self.push_no, now=utcnow())
         self.batch = apps.Batch()
+
+
+class _AppIds:
+    """The application's id of each linked user, looked up in the state (not copied per
+    operation); with ``preview``'s desired users, ``new:LOCAL_ID`` for those a dry run
+    would create."""
+
+    def __init__(self, state: AppState, preview: Desired | None = None) -> None:
+        self._users, self._new = state.users, preview.users if preview is not None else {}
+
+    def __contains__(self, uid: int) -> bool:
+        return uid in self._users or uid in self._new
+
+    def __getitem__(self, uid: int) -> str:
+        au = self._users.get(uid)
+        if au is not None:
+            return au.app_id
+        if uid in self._new:
+            return f"new:{uid}"
+        raise KeyError(uid)
 
 
 def _sig(op: Op) -> tuple:
