@@ -20,13 +20,8 @@ def collect_status(store: Store, config: Config, today: date | None = None) -> d
     counts = user_counts(store)
     warnings: list[str] = list(config.warnings)
     today = today or datetime.now(UTC).date()
-    expires = config.entra.client_secret_expires
-    if expires is not None and expires - today <= timedelta(days=30):
-        left = (expires - today).days
-        warnings.append(
-            f"the client secret expires on {expires.isoformat()} ({left} days): create a new one and update entra.client_secret_file"
-            if left >= 0 else f"the client secret expired on {expires.isoformat()}: create a new one"
-        )
+    warnings += expiry_warnings("the client secret", config.entra.client_secret_expires, today,
+                                "create a new one and update entra.client_secret_file", expired_fix="create a new one")
     warnings.extend(certificate_warnings(config, today))
     if last is not None and last["status"] in ("failed", "partial", "held"):
         warnings.append(f"the last cycle {outcome_in_words(last['status'], last['errors'], 'latest')}")
@@ -74,11 +69,7 @@ def apps_status(store: Store, config: Config, today: date) -> list[dict[str, Any
         pending = apps.pending(store.conn, app.name)
         warnings: list[str] = []
         expires = app.token_expires
-        if expires is not None and expires - today <= timedelta(days=30):
-            left = (expires - today).days
-            fix = f"ask the application for a new one and put it in {app.token_file}"
-            warnings.append(f"the SCIM token expires on {expires.isoformat()} ({left} days): {fix}" if left >= 0
-                            else f"the SCIM token expired on {expires.isoformat()}: {fix}")
+        warnings += expiry_warnings("the SCIM token", expires, today, f"ask the application for a new one and put it in {app.token_file}")
         if last is not None and last["status"] in ("failed", "partial"):
             errors = [str(e) for e in last.get("errors") or []]  # type: ignore[attr-defined]
             warnings.append(f"the last push {outcome_in_words(str(last['status']), errors, str(last['cycle_id']))}")
@@ -117,12 +108,19 @@ def certificate_warnings(config: Config, today: date) -> list[str]:
         return [f"the certificate in {cred.certificate_file} cannot be read: {exc}"]
     if not certs:
         return []
-    not_after = certs[0].not_valid_after_utc.date()
-    left = (not_after - today).days
+    return expiry_warnings("the client certificate", certs[0].not_valid_after_utc.date(), today,
+                           f"upload a new one to the app registration and replace {cred.certificate_file}")
+
+
+def expiry_warnings(what: str, expires: date | None, today: date, fix: str, *, expired_fix: str | None = None) -> list[str]:
+    """A credential that expires within 30 days, or has expired, with what to do."""
+    if expires is None:
+        return []
+    left = (expires - today).days
     if left < 0:
-        return [f"the client certificate expired on {not_after.isoformat()}: upload a new one to the app registration and replace {cred.certificate_file}"]
+        return [f"{what} expired on {expires.isoformat()}: {expired_fix or fix}"]
     if left <= 30:
-        return [f"the client certificate expires on {not_after.isoformat()} ({left} days): upload a new one to the app registration and replace {cred.certificate_file}"]
+        return [f"{what} expires on {expires.isoformat()} ({left} days): {fix}"]
     return []
 
 
