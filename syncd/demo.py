@@ -25,11 +25,9 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +41,7 @@ from . import config as config_mod
 from .config import ScimApp
 from .cycle import CycleOptions, run_cycle
 from .errors import SyncdError, UsageError
+from .net import free_port, wait_listening
 from .report.model import CycleReport
 from .report.render import render_text
 from .simulator import Simulator, Tenant
@@ -125,12 +124,6 @@ def _server_executable() -> str | None:
     return shutil.which("scim2-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def scim_application(directory: Path, as_json: bool) -> Iterator[DemoApp | None]:
     """scim2-server on 127.0.0.1 while the block runs (stopped on any exit, Ctrl-C included), or
@@ -145,25 +138,18 @@ def scim_application(directory: Path, as_json: bool) -> Iterator[DemoApp | None]
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    port = _free_port()
+    port = free_port()
     # (its own output is its request log: not the demo's)
     process = subprocess.Popen(
         [exe, "--hostname", "127.0.0.1", "--port", str(port), f"--bearer-token={token}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    why = f"exited with {process.returncode}" if process.poll() is not None else "did not listen within 20 s"
-                    _note(f"Application part skipped: scim2-server {why}", as_json)
-                    yield None
-                    return
-                time.sleep(0.05)
+        if not wait_listening(port, process, 20):
+            why = f"exited with {process.returncode}" if process.poll() is not None else "did not listen within 20 s"
+            _note(f"Application part skipped: scim2-server {why}", as_json)
+            yield None
+            return
         yield DemoApp(f"http://127.0.0.1:{port}/v2", token_file)
     finally:
         if process.poll() is None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+import socket
+import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -43,3 +46,24 @@ class Check:
     ok: bool | None  # None: skipped
     detail: str
     fix: str | None = None
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1, for a local server (the demo's, the tests')."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen, timeout_s: float) -> bool:
+    """Whether ``process`` listens on ``port`` at 127.0.0.1 within ``timeout_s``; False as
+    soon as it exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)

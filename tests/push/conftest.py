@@ -38,10 +38,8 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +50,7 @@ import pytest
 
 from syncd.config import ScimApp
 from syncd.model import ADMIN_GROUP, Directory, LocalGroup, LocalUser
+from syncd.net import free_port, wait_listening
 from syncd.push.scim import Options
 from syncd.store.db import Store
 from tests.e2e.conftest import Env as CliEnv
@@ -78,12 +77,6 @@ def _spc(flavour: str) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class ScimServer:
     flavour: str
@@ -106,15 +99,10 @@ def start_server(flavour: str, tmp: Path) -> ScimServer:
          "--service-provider-config", str(spc)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return ScimServer(flavour, port, process)
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"scim2-server ({flavour}) exited with {process.returncode}") from None
-            time.sleep(0.1)
+    if wait_listening(port, process, 30):
+        return ScimServer(flavour, port, process)
+    if process.poll() is not None:
+        raise RuntimeError(f"scim2-server ({flavour}) exited with {process.returncode}")
     process.kill()
     raise RuntimeError("scim2-server did not start")
 

@@ -163,7 +163,7 @@ def test_status_shows_each_application(penv: PushEnv, servers: dict[str, ScimSer
 
 
 def test_test_connection_checks_each_application(penv: PushEnv, servers: dict[str, ScimServer]) -> None:
-    from tests.push.conftest import free_port
+    from syncd.net import free_port
 
     penv.add_app("split", servers["bulk"].tenant())
     ok = penv.cli("test-connection", "--json")

@@ -26,10 +26,8 @@ saying how to install it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.push.conftest import TOKEN, AppView, PushEnv, free_port
+from syncd.net import free_port, wait_listening
+from tests.push.conftest import TOKEN, AppView, PushEnv
 
 HERE = Path(__file__).resolve().parent
 NOT_INSTALLED = (
@@ -91,15 +90,8 @@ def start(tmp: Path) -> DjangoScim:
             [sys.executable, str(HERE / "djscim.py"), "--port", str(port), "--db", str(tmp / "scim.db"), "--log", str(log)],
             env={**os.environ, "DJSCIM_TOKEN": TOKEN}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return DjangoScim(port, process, log)
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
+    if wait_listening(port, process, 60):
+        return DjangoScim(port, process, log)
     process.kill()
     pytest.fail(f"django-scim2-server did not start (exit {process.poll()}): {err.read_text()[-2000:]}", pytrace=False)
 
