@@ -23,9 +23,7 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
-        log = logging.getLogger("syncd")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("internal error", exc_info=True)  # the details the line below promises
+        logging.getLogger("syncd").debug("internal error", exc_info=True)  # the details the line below promises
         click.echo(f"syncd: internal error: {type(exc).__name__}: {exc} (run with log.level = \"debug\" for details)", err=True)
         code = 1
     else:

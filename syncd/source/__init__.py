@@ -17,18 +17,16 @@ from typing import TYPE_CHECKING, Any
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
-    from ..read import GraphPage
     from .checks import Check, check_connection
     from .graph import GraphSource, read_graph, read_on_demand_graph
     from .tuning import Tuning
 
-__all__ = ["Check", "GraphPage", "GraphSource", "Tuning", "check_connection", "read_graph", "read_on_demand_graph"]
+__all__ = ["Check", "GraphSource", "Tuning", "check_connection", "read_graph", "read_on_demand_graph"]
 
 _WHERE = {
     "GraphSource": "graph",
     "read_graph": "graph",
     "read_on_demand_graph": "graph",
-    "GraphPage": "syncd.read",
     "Tuning": "tuning",
     "Check": "checks",
     "check_connection": "checks",
@@ -40,5 +38,5 @@ def __getattr__(name: str) -> Any:
         from importlib import import_module
 
         where = _WHERE[name]
-        return getattr(import_module(where if "." in where else f"{__name__}.{where}"), name)
+        return getattr(import_module(f"{__name__}.{where}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -389,7 +389,6 @@ class Store:
 
     def apply_read(
         self, read: GraphRead, *, on_demand: bool = False, stored_assignments: dict[str, str] | None = None,
-        fold_later: bool = False,
     ) -> Fold | None:
         """Fold one Graph read into the mirror (inside the cycle's transaction).
 
@@ -397,8 +396,8 @@ class Store:
         reads refresh only the objects they carry: a group read whole replaces its member
         list, a user read whole its list of groups, and nothing else is dropped.
 
-        ``fold_later``: a read with buffered users leaves them (and its removals) out, and
-        returns the ``Fold`` that puts them in: until it is done, ``entra_users`` is
+        A read with buffered users leaves them (and its removals) out, and returns the
+        ``Fold`` that puts them in (``IncomingRead`` runs it): until it is done, ``entra_users`` is
         missing them (``Fold.take_view`` has the read's view of Entra instead).
         """
         c = self.conn
@@ -441,9 +440,6 @@ class Store:
             "INSERT OR REPLACE INTO entra_assignments (principal_id, principal_type) VALUES (?, ?)",
             ((p, kind) for p, kind in read.assignments.items() if stored.get(p) != kind),
         )
-        if fold is not None and not fold_later:
-            fold.run(c)
-            fold = None
         return fold
 
 

@@ -45,7 +45,7 @@ class IncomingRead:
         mirror, or in the fold's view (peak memory, BENCHMARKS.md). On demand, the cycle
         still reads which users and groups it found.
         """
-        self._fold = self._store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments, fold_later=True)
+        self._fold = self._store.apply_read(read, on_demand=on_demand, stored_assignments=stored_assignments)
         if not on_demand:
             read.users, read.groups, read.members_added, read.members_removed = {}, {}, {}, {}
             read.removed_users, read.removed_groups = set(), set()

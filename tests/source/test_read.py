@@ -11,8 +11,9 @@ import time
 import pytest
 
 from syncd.errors import SourceError
+from syncd.read import GraphPage
 from syncd.simulator import Fault, Simulator, Tenant
-from syncd.source import GraphPage, GraphSource, read_graph
+from syncd.source import GraphSource, read_graph
 
 from .conftest import DOMAIN, FAST, do_read, entra_for
 

@@ -40,7 +40,9 @@ def mirror(store: Store) -> list[tuple]:
 
 def fold(store: Store, read: GraphRead) -> list[tuple]:
     with store.transaction():
-        store.apply_read(read)
+        pending = store.apply_read(read)
+        if pending is not None:  # (the buffered users)
+            pending.run(store.conn)
     return mirror(store)
 
 
@@ -253,7 +255,7 @@ def test_a_folds_universe_bound_counts_the_read_and_the_linked_users_once(tmp_pa
         sink.add(users_page([(1, ("a", True)), (2, ("a", True))]))
         read = sink.finish(GraphRead(full=True, assignments={}))
         with store.transaction():
-            fold = store.apply_read(read, fold_later=True)
+            fold = store.apply_read(read)
             assert fold is not None
             store.conn.execute(
                 "INSERT INTO users (entra_id, user_name, status, managed, created_at, updated_at) VALUES (?, 'l', 'active', 1, 'x', 'x')",
